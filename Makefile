@@ -1,0 +1,40 @@
+# s2ikit: `make test` and `make reproduce` are all a newcomer needs; both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.s2ikit-installed
+RUN ?= runs/shapes
+WORKERS ?= 2
+
+.PHONY: help venv test test-slow reproduce bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[piper,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv with s2ikit, the Piper voice and the dev tools
+
+test: $(STAMP)  ## run the test suite (fast tests; CPU only)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)  ## run the slow end-to-end tests too (full default shapes preparation)
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+reproduce: $(STAMP)  ## the default pipeline on the embedded shapes data set
+	$(BIN)/s2ikit prepare shapes --out $(RUN)/data --workers $(WORKERS)
+	@echo "Prepared shards: $(RUN)/data/shards (summary: $(RUN)/data/dataset.json)"
+
+bench: $(STAMP)  ## benchmarks: preparation vs TTS alone, --workers speed-up
+	$(BIN)/python benchmarks/bench_prepare.py
+
+lint: $(STAMP)  ## ruff lint and format check
+	$(BIN)/ruff check s2ikit tests benchmarks
+	$(BIN)/ruff format --check s2ikit tests benchmarks
+
+clean:  ## remove the environment and run outputs
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+from s2ikit.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Audio: decoding, resampling, FLAC storage and the log-mel features the speech encoder reads."""

@@ -1,0 +1,48 @@
+"""Log-mel features, S2IGAN's recipe by default (data_processing/Audio_to_mel.py).
+
+mel = melspectrogram(y, sr, n_fft, hop, win, hann, power 2, centred); x = log(mel + 1e-6); then, per utterance,
+each mel bin is shifted to zero mean and scaled to unit variance over time. Stored as (T, n_mels).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import librosa
+import numpy as np
+
+from s2ikit.config import FeatureConfig
+from s2ikit.utils.errors import SampleError
+
+# S2IGAN divides by (std + 1e-16); keep its epsilon so features match its code to float precision.
+_STD_EPS = 1e-16
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(config: FeatureConfig) -> np.ndarray:
+    # librosa.feature.melspectrogram rebuilds this matrix on every call, which costs more than the STFT itself.
+    return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
+
+
+def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(T, n_mels) log-mel of a mono waveform already at `config.sample_rate`.
+
+    Same arithmetic as librosa.feature.melspectrogram (|STFT|^power, then the Slaney mel filterbank).
+    """
+    if audio.ndim != 1 or audio.size == 0:
+        raise SampleError(f"expected a non-empty mono waveform, got shape {audio.shape}")
+    spec = librosa.stft(
+        audio.astype(np.float32, copy=False),
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        window=config.window,
+        center=config.center,
+    )
+    mel = _mel_basis(config) @ (np.abs(spec) ** config.power)
+    feat = np.log(mel + config.log_offset)
+    if config.normalize == "utterance":
+        feat = (feat - feat.mean(axis=1, keepdims=True)) / (feat.std(axis=1, keepdims=True) + _STD_EPS)
+    elif config.normalize != "none":
+        raise ValueError(f"features.normalize must be 'utterance' or 'none', not {config.normalize!r}")
+    return np.ascontiguousarray(feat.T, dtype=np.dtype(config.dtype))

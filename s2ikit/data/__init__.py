@@ -1,0 +1,1 @@
+"""Data: sample records, data set sources, WebDataset shards and the streaming loader."""

@@ -1,0 +1,1 @@
+"""Pipelines: the preparation DAG (index -> speech -> features -> images -> shards -> finalize)."""

@@ -1,0 +1,169 @@
+"""`s2ikit prepare`: index -> speech -> features -> images -> shards -> finalize, resumable and partitionable.
+
+Output folder layout:
+    index.jsonl                       every record (image, captions, class, split, attributes)
+    work/<step>/<unit>.{npz,json}     intermediate outputs and the records of what produced them
+    shards/<split>/shard-NNNNNN.tar   WebDataset shards; sizes.json beside them
+    dataset.json                      classes, counts, settings and versions (written by finalize)
+    failures.jsonl                    every skipped sample or caption with the step and the reason
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from s2ikit import __version__
+from s2ikit.config import as_dict
+from s2ikit.data.records import Record, read_index, write_index
+from s2ikit.data.sources import get_source
+from s2ikit.pipelines.plan import Unit, partition, plan_units
+from s2ikit.pipelines.runner import run_units, unit_records
+from s2ikit.pipelines.steps import STEP_NAMES, STEPS, PrepareContext
+from s2ikit.utils.atomic import fingerprint, read_json, write_bytes, write_json
+from s2ikit.utils.errors import UserError
+
+INDEX_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    workers: int = 1  # processes; 1 runs in this process
+    num_partitions: int = 1  # split the units into this many deterministic slices ...
+    partition: int | None = None  # ... and run only this one (None: all, then finalize)
+    force: frozenset[str] = frozenset()  # steps to redo even when fresh
+    finalize_only: bool = False  # only check that all partitions are done and write the totals
+
+
+@dataclass
+class PrepareReport:
+    out: Path
+    ran: dict[str, int] = field(default_factory=dict)  # step -> units it ran for
+    units: int = 0  # units in this run's partition
+    finalized: bool = False
+    missing: list[str] = field(default_factory=list)  # units not yet done (other partitions)
+    dataset: dict[str, Any] = field(default_factory=dict)  # dataset.json, once finalized
+    seconds: float = 0.0
+
+
+def ensure_index(ctx: PrepareContext, force: bool) -> list[Record]:
+    """The index, rebuilt only when the source's identity changed (or forced)."""
+    source = get_source(ctx.dataset, ctx.preset, ctx.root)
+    path, rec_path = ctx.out / "index.jsonl", ctx.out / "work" / "index.json"
+    expected = fingerprint({"step": "index", "version": INDEX_VERSION, "source": source.identity()})
+    if not force and path.is_file() and rec_path.is_file():
+        try:
+            if read_json(rec_path).get("fingerprint") == expected:
+                return read_index(path)
+        except ValueError:
+            pass
+    source.check()
+    records = source.index()
+    keys = Counter(r.key for r in records)
+    duplicate = next((k for k, n in keys.items() if n > 1), None)
+    if duplicate:
+        raise UserError(f"{ctx.dataset}: sample key '{duplicate}' occurs {keys[duplicate]} times in the index")
+    if not records:
+        raise UserError(f"{ctx.dataset}: the index is empty; nothing to prepare")
+    write_index(path, records)
+    write_json(rec_path, {"step": "index", "fingerprint": expected, "records": len(records)})
+    return records
+
+
+def prepare(ctx: PrepareContext, options: RunOptions, console: Console | None = None) -> PrepareReport:
+    console = console or Console(stderr=True)
+    unknown = sorted(set(options.force) - set(STEP_NAMES))
+    if unknown:
+        raise UserError(f"--force {unknown[0]}: unknown step (steps: {', '.join(STEP_NAMES)})")
+    started = time.perf_counter()
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    records = ensure_index(ctx, "index" in options.force)
+    units = plan_units(records, ctx.preset.prepare.shard_size)
+    report = PrepareReport(out=ctx.out)
+    if not options.finalize_only:
+        mine = units if options.partition is None else partition(units, options.num_partitions, options.partition)
+        report.units = len(mine)
+        todo = [u for u in mine if options.force or unit_records(ctx, u) is None]
+        if todo:
+            report.ran = _run_with_progress(ctx, todo, options, console)
+    report.missing = [u.name for u in units if unit_records(ctx, u) is None]
+    if not report.missing and (options.partition is None or options.finalize_only):
+        report.dataset = finalize(ctx, records, units)
+        report.finalized = True
+    elif options.finalize_only:
+        raise UserError(
+            f"{ctx.out}: {len(report.missing)} of {len(units)} units are not done yet "
+            f"(first: {report.missing[0]}); run the missing partitions, then --finalize again"
+        )
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run_with_progress(ctx: PrepareContext, todo: list[Unit], options: RunOptions, console: Console) -> dict[str, int]:
+    n = sum(len(u.records) for u in todo)
+    columns = (
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks = {step.name: bar.add_task(step.name, total=n) for step in STEPS}
+        counts = run_units(ctx, todo, options.workers, options.force, lambda step, k: bar.advance(tasks[step], k))
+        for task in tasks.values():
+            bar.update(task, completed=n)
+    return counts
+
+
+def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> dict[str, Any]:
+    """Check every unit, then write sizes.json per split, failures.jsonl and dataset.json."""
+    failures: list[dict[str, Any]] = []
+    splits: dict[str, dict[str, Any]] = {}
+    for unit in units:
+        per_step = unit_records(ctx, unit)
+        assert per_step is not None  # prepare() checked completeness
+        split = splits.setdefault(unit.split, {"shards": {}, "samples": 0, "captions": 0, "images_indexed": 0})
+        split["shards"][unit.shard_path.name] = per_step["shards"]["ok"]
+        split["samples"] += per_step["shards"]["ok"]
+        split["captions"] += per_step["features"]["ok"]  # captions with features (a few may belong to dropped samples)
+        split["images_indexed"] += len(unit.records)
+        for name in ("speech", "features", "images", "shards"):
+            failures.extend(per_step[name]["failures"])
+    for name, split in splits.items():
+        write_json(ctx.out / "shards" / name / "sizes.json", split["shards"])
+    write_bytes(ctx.out / "failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode())
+    classes = sorted({(r.class_id, r.class_name) for r in records})
+    dataset = {
+        "dataset": ctx.dataset,
+        "produced_by": f"s2ikit {__version__}",
+        "classes": [name for _, name in classes],
+        "class_ids": [cid for cid, _ in classes],
+        "splits": {
+            name: {k: v for k, v in split.items() if k != "shards"} | {"shards": sorted(split["shards"])}
+            for name, split in sorted(splits.items())
+        },
+        "failures": len(failures),
+        "failures_by_step": dict(Counter(f["step"] for f in failures)),
+        "settings": {
+            "prepare": as_dict(ctx.preset.prepare),
+            "features": as_dict(ctx.preset.features),
+            "tts": as_dict(ctx.preset.tts) if get_source(ctx.dataset, ctx.preset, ctx.root).needs_tts else None,
+            ctx.dataset: _source_settings(ctx),
+        },
+    }
+    write_json(ctx.out / "dataset.json", dataset)
+    return dataset
+
+
+def _source_settings(ctx: PrepareContext) -> Any:
+    section = getattr(ctx.preset, ctx.dataset, None)
+    return as_dict(section) if section is not None else None

@@ -1,0 +1,273 @@
+"""The per-unit steps of preparation. Each reads its inputs, writes one output file atomically and returns
+how many items it produced and which failed (a failure is recorded, never fatal).
+
+speech:   captions -> 16-bit FLAC at the feature rate (TTS through the cache, or recorded audio)
+features: waveforms -> log-mel (T, n_mels)
+images:   records -> encoded images at the preset size
+shards:   all of the above -> one WebDataset tar, written deterministically
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import webdataset as wds
+
+from s2ikit.audio.codec import decode_flac, encode_flac, from_int16, load_audio, resample, to_int16
+from s2ikit.audio.features import log_mel
+from s2ikit.config import PreparePreset, as_dict
+from s2ikit.data.records import Record
+from s2ikit.data.sources import Source, get_source
+from s2ikit.pipelines.plan import Unit
+from s2ikit.tts import SynthesisParams, TTSBackend, load_backend
+from s2ikit.tts.cache import SpeechCache
+from s2ikit.utils.atomic import atomic_path
+from s2ikit.utils.errors import SampleError
+
+Tick = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """Everything a step needs; picklable, so worker processes rebuild their resources from it."""
+
+    out: Path
+    dataset: str
+    preset: PreparePreset
+    root: Path | None
+    cache_dir: Path
+
+
+class Resources:
+    """Per-process heavy objects, built on first use (a worker that finds everything cached loads no TTS)."""
+
+    def __init__(self, ctx: PrepareContext):
+        self.ctx = ctx
+
+    @cached_property
+    def source(self) -> Source:
+        return get_source(self.ctx.dataset, self.ctx.preset, self.ctx.root)
+
+    @cached_property
+    def tts(self) -> TTSBackend:
+        return load_backend(self.ctx.preset.tts)
+
+    @cached_property
+    def cache(self) -> SpeechCache:
+        return SpeechCache(self.ctx.cache_dir)
+
+
+@dataclass
+class StepResult:
+    ok: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def fail(self, step: str, key: str, caption: int | None, error: str) -> None:
+        self.failures.append({"step": step, "key": key, "caption": caption, "error": error})
+
+
+def caption_id(key: str, index: int) -> str:
+    return f"{key}__{index:02d}"
+
+
+def synthesis_params(preset: PreparePreset, key: str, index: int) -> SynthesisParams:
+    """Speaking rate for one caption, from a seeded hash: stable across reruns, varied across captions."""
+    tts = preset.tts
+    digest = hashlib.sha256(f"{preset.prepare.seed}:{key}:{index}".encode()).digest()
+    scale = tts.length_scales[int.from_bytes(digest[:4], "big") % len(tts.length_scales)]
+    return SynthesisParams(length_scale=scale, noise_scale=tts.noise_scale, noise_w=tts.noise_w)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object stops numpy adding ".npz"
+        np.savez(f, **arrays)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def run_speech(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
+    preset, result, waves = res.ctx.preset, StepResult(), {}
+    rate = preset.features.sample_rate
+    for record in unit.records:
+        for i, caption in enumerate(record.captions):
+            try:
+                if caption.audio is not None:
+                    audio = load_audio(res.ctx.root / caption.audio if res.ctx.root else caption.audio, rate)
+                else:
+                    pcm, pcm_rate = _synthesize(res, record, i)
+                    audio = resample(from_int16(pcm), pcm_rate, rate)
+                if audio.size == 0:
+                    raise SampleError("no audio")
+                flac = encode_flac(to_int16(audio), rate)
+                waves[caption_id(record.key, i)] = np.frombuffer(flac, dtype=np.uint8)
+                result.ok += 1
+            except SampleError as e:
+                result.fail("speech", record.key, i, str(e))
+        tick("speech", 1)
+    _save_npz(output, waves)
+    return result
+
+
+def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray, int]:
+    """int16 samples at the backend's rate, from the cache or the TTS (then cached)."""
+    text = record.captions[index].text.strip()
+    if not text:
+        raise SampleError("empty caption")
+    params = synthesis_params(res.ctx.preset, record.key, index)
+    key = res.cache.key(res.tts.voice_id, text, params)
+    hit = res.cache.get(key)
+    if hit is not None:
+        return hit
+    try:
+        pcm = to_int16(res.tts.synthesize(text, params))
+    except SampleError:
+        raise
+    except Exception as e:  # a backend failing on one sentence must not stop the run
+        raise SampleError(f"TTS failed: {type(e).__name__}: {e}") from None
+    res.cache.put(key, pcm, res.tts.sample_rate)
+    return pcm, res.tts.sample_rate
+
+
+def run_features(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
+    config, result, feats = res.ctx.preset.features, StepResult(), {}
+    waves = _load_npz(inputs["speech"])
+    for record in unit.records:
+        for i in range(len(record.captions)):
+            cid = caption_id(record.key, i)
+            if cid not in waves:
+                continue  # already recorded as a speech failure
+            try:
+                pcm, _ = decode_flac(waves[cid].tobytes())
+                feats[cid] = log_mel(from_int16(pcm), config)
+                result.ok += 1
+            except SampleError as e:
+                result.fail("features", record.key, i, str(e))
+        tick("features", 1)
+    _save_npz(output, feats)
+    return result
+
+
+def run_images(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
+    config, result, images = res.ctx.preset.prepare, StepResult(), {}
+    for record in unit.records:
+        try:
+            image = res.source.load_image(record, config.image_size)
+            buf = io.BytesIO()
+            if config.image_format == "png":
+                image.save(buf, format="PNG")
+            else:
+                image.save(buf, format="JPEG", quality=config.jpeg_quality)
+            images[record.key] = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+            result.ok += 1
+        except SampleError as e:
+            result.fail("images", record.key, None, str(e))
+        tick("images", 1)
+    _save_npz(output, images)
+    return result
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def sample_metadata(record: Record, captions: list[dict[str, Any]], dataset: str) -> dict[str, Any]:
+    return {
+        "key": record.key,
+        "dataset": dataset,
+        "split": record.split,
+        "class_id": record.class_id,
+        "class_name": record.class_name,
+        "attributes": record.attributes,
+        "captions": captions,
+    }
+
+
+def run_shards(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
+    ctx, result = res.ctx, StepResult()
+    ext = ctx.preset.prepare.image_format
+    waves, feats, images = (_load_npz(inputs[k]) for k in ("speech", "features", "images"))
+    with atomic_path(output) as tmp, open(tmp, "wb") as f:
+        # mtime 0 and fixed owner make the tar a pure function of its contents (byte-identical on resume).
+        writer = wds.TarWriter(f, user="s2ikit", group="s2ikit", mtime=0.0)
+        for record in unit.records:
+            tick("shards", 1)
+            if record.key not in images:
+                continue  # image failure already recorded
+            sample: dict[str, Any] = {"__key__": record.key, ext: images[record.key].tobytes()}
+            captions = []
+            for i, caption in enumerate(record.captions):
+                cid = caption_id(record.key, i)
+                if cid not in feats:
+                    continue
+                tag = f"c{i:02d}"
+                sample[f"{tag}.flac"] = waves[cid].tobytes()
+                sample[f"{tag}.npy"] = _npy_bytes(feats[cid])
+                captions.append({"index": i, "text": caption.text, "frames": int(feats[cid].shape[0])})
+            if not captions:
+                result.fail("shards", record.key, None, "no usable caption: sample left out")
+                continue
+            meta = sample_metadata(record, captions, ctx.dataset)
+            sample["json"] = json.dumps(meta, sort_keys=True).encode()
+            writer.write(sample)
+            result.ok += 1
+        writer.close()
+    return result
+
+
+@dataclass(frozen=True)
+class Step:
+    """A node of the preparation DAG: its inputs, where its output goes and which settings shape it."""
+
+    name: str
+    inputs: tuple[str, ...]  # upstream steps; "records" is the unit's slice of the index
+    version: int  # bump when the code's output changes, so old outputs are redone
+    settings: Callable[[PrepareContext], dict[str, Any]]
+    output: Callable[[Unit], Path]  # relative to the output folder
+    run: Callable[[Resources, Unit, dict[str, Path], Path, Tick], StepResult]
+
+
+def _work(step: str, ext: str) -> Callable[[Unit], Path]:
+    return lambda unit: Path("work") / step / f"{unit.name}.{ext}"
+
+
+def _speech_settings(ctx: PrepareContext) -> dict[str, Any]:
+    tts = {k: v for k, v in as_dict(ctx.preset.tts).items() if k != "threads"}  # threads change speed only
+    return {"tts": tts, "seed": ctx.preset.prepare.seed, "sample_rate": ctx.preset.features.sample_rate}
+
+
+STEPS: tuple[Step, ...] = (
+    Step("speech", ("records",), 1, _speech_settings, _work("speech", "npz"), run_speech),
+    Step("features", ("speech",), 1, lambda ctx: as_dict(ctx.preset.features), _work("features", "npz"), run_features),
+    Step(
+        "images",
+        ("records",),
+        1,
+        lambda ctx: {
+            k: v for k, v in as_dict(ctx.preset.prepare).items() if k in ("image_size", "image_format", "jpeg_quality")
+        },
+        _work("images", "npz"),
+        run_images,
+    ),
+    Step(
+        "shards",
+        ("records", "speech", "features", "images"),
+        1,
+        lambda ctx: {"dataset": ctx.dataset, "sample_rate": ctx.preset.features.sample_rate},
+        lambda unit: unit.shard_path,
+        run_shards,
+    ),
+)
+STEP_NAMES = ("index",) + tuple(s.name for s in STEPS)

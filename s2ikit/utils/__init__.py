@@ -1,0 +1,1 @@
+"""Small building blocks with no knowledge of s2ikit's data or models."""
