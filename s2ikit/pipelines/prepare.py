@@ -139,8 +139,9 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
         for name in ("speech", "features", "images", "shards"):
             failures.extend(per_step[name]["failures"])
     for name, split in splits.items():
-        write_json(ctx.out / "shards" / name / "sizes.json", split["shards"])
-    write_bytes(ctx.out / "failures.jsonl", "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode())
+        write_json(ctx.out / "shards" / name / "sizes.json", split["shards"], only_if_changed=True)
+    lines = "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
+    write_bytes(ctx.out / "failures.jsonl", lines.encode(), only_if_changed=True)
     classes = sorted({(r.class_id, r.class_name) for r in records})
     dataset = {
         "dataset": ctx.dataset,
@@ -160,7 +161,7 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
             ctx.dataset: _source_settings(ctx),
         },
     }
-    write_json(ctx.out / "dataset.json", dataset)
+    write_json(ctx.out / "dataset.json", dataset, only_if_changed=True)
     return dataset
 
 

@@ -31,7 +31,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes(path: str | os.PathLike, data: bytes, *, only_if_changed: bool = False) -> None:
+    """Write `data` atomically; with `only_if_changed`, an identical existing file is left untouched."""
+    if only_if_changed and Path(path).is_file() and Path(path).read_bytes() == data:
+        return
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -44,8 +47,9 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_bytes(path, (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode())
+def write_json(path: str | os.PathLike, obj: Any, *, only_if_changed: bool = False) -> None:
+    text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    write_bytes(path, text.encode(), only_if_changed=only_if_changed)
 
 
 def read_json(path: str | os.PathLike) -> Any:

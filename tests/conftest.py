@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny shapes preset and one uninterrupted reference preparation of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from s2ikit.config import load_prepare_preset
+from s2ikit.pipelines.prepare import PrepareReport, RunOptions, prepare
+from s2ikit.pipelines.steps import PrepareContext
+
+# 8 classes x 2 images x 2 captions; 3 images per shard -> 3 shards per split. About 25 distinct sentences.
+TINY = {
+    "shapes": {
+        "images_per_class": 2,
+        "captions_per_image": 2,
+        "test_fraction": 0.5,
+        "colours": "red,blue",
+        "shapes": "circle,square",
+        "sizes": "small,large",
+    },
+    "prepare": {"shard_size": 3, "image_size": 32},
+    "tts": {"length_scales": "1.0"},
+}
+
+
+def tiny_overrides(**extra: dict) -> dict:
+    merged = {k: dict(v) for k, v in TINY.items()}
+    for section, values in extra.items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+def make_ctx(out: Path, cache: Path, **extra: dict) -> PrepareContext:
+    preset = load_prepare_preset("shapes", tiny_overrides(**extra))
+    return PrepareContext(out=out, dataset="shapes", preset=preset, root=None, cache_dir=cache)
+
+
+def run(ctx: PrepareContext, **options) -> PrepareReport:
+    return prepare(ctx, RunOptions(**options))
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    """What a user consumes: the shards, their sizes and the failures list."""
+    files = sorted((out / "shards").rglob("*")) + [out / "failures.jsonl"]
+    return {str(p.relative_to(out)): p.read_bytes() for p in files if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def tts_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tts-cache")
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, tts_cache) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    report = run(make_ctx(out, tts_cache))
+    assert report.finalized
+    return out

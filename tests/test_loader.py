@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from s2ikit.config import LoaderConfig
+from s2ikit.data.loader import make_loader
+from s2ikit.data.records import read_index
+from s2ikit.utils.errors import UserError
+
+
+def test_test_mode_yields_every_test_caption_exactly_once(reference):
+    expected = sorted(
+        f"{r.key}/{i}"
+        for r in read_index(reference / "index.jsonl")
+        if r.split == "test"
+        for i in range(len(r.captions))
+    )
+    loader = make_loader(reference, LoaderConfig(split="test", mode="test", batch_size=5))
+    seen = [f"{k}/{int(c)}" for batch in loader for k, c in zip(batch["key"], batch["caption_index"])]
+    assert sorted(seen) == expected and len(seen) == 16
+
+
+def test_train_batches_are_padded_with_lengths(reference):
+    loader = make_loader(reference, LoaderConfig(split="train", batch_size=4, shuffle_buffer=8))
+    batches = list(loader)
+    assert len(batches) == loader.num_batches == 2
+    batch = batches[0]
+    assert batch["image"].shape == (4, 3, 32, 32)
+    assert -1.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
+    lengths = batch["mel_lengths"]
+    assert batch["mel"].shape == (4, int(lengths.max()), 40)
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.all(batch["mel"][row, n:] == 0)  # padding is zero
+        assert torch.any(batch["mel"][row, n - 1] != 0)  # the last real frame is data
+    index = {r.key: r for r in read_index(reference / "index.jsonl")}
+    for key, c, text, cls in zip(batch["key"], batch["caption_index"], batch["text"], batch["class_id"]):
+        assert index[key].captions[int(c)].text == text and index[key].class_id == int(cls)
+
+
+def test_train_order_is_reproducible_from_the_seed(reference):
+    def keys(seed):
+        return [b["key"] for b in make_loader(reference, LoaderConfig(batch_size=4, shuffle_buffer=8, seed=seed))]
+
+    assert keys(3) == keys(3)
+    assert keys(3) != keys(4)
+
+
+def test_missing_shards_is_a_clear_error(tmp_path):
+    try:
+        make_loader(tmp_path, LoaderConfig())
+    except UserError as e:
+        assert "sizes.json: missing" in str(e)
+    else:
+        raise AssertionError("expected a UserError")
+
+
+def test_two_ddp_ranks_get_equal_batch_counts(reference, tmp_path):
+    prefix = tmp_path / "rank"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(Path(__file__).with_name("ddp_loader_check.py")),
+        str(reference),
+        str(prefix),
+    ]
+    subprocess.run(cmd, check=True, timeout=180, capture_output=True)
+    ranks = [json.loads(Path(f"{prefix}.{r}.json").read_text()) for r in (0, 1)]
+    # 8 train images, batch 2, 2 ranks -> 2 batches per rank, the same on both
+    assert [len(r["train"]) for r in ranks] == [2, 2] == [r["num_batches"] for r in ranks]
+    # test mode splits shards between ranks: together they cover every test caption exactly once
+    together = ranks[0]["test"] + ranks[1]["test"]
+    assert len(together) == len(set(together)) == 16
+    assert ranks[0]["test"] and ranks[1]["test"]
