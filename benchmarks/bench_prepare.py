@@ -22,9 +22,13 @@ from s2ikit.tts import load_backend
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images-per-class", type=int, default=2, help="48 classes x this many images")
+    parser.add_argument("--images-per-class", type=int, default=4, help="48 classes x this many images")
+    parser.add_argument("--shard-size", type=int, default=16, help="images per unit of work (balances workers)")
     args = parser.parse_args()
-    preset = load_prepare_preset("shapes", {"shapes": {"images_per_class": args.images_per_class}})
+    preset = load_prepare_preset(
+        "shapes",
+        {"shapes": {"images_per_class": args.images_per_class}, "prepare": {"shard_size": args.shard_size}},
+    )
     records = get_source("shapes", preset, None).index()
     jobs = {}  # distinct (sentence, rate): what the content cache makes the pipeline synthesize
     for r in records:

@@ -162,6 +162,9 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
         },
     }
     write_json(ctx.out / "dataset.json", dataset, only_if_changed=True)
+    # Every unit is done, so any temporary file left is litter from a killed process.
+    for litter in ctx.out.rglob(".*.tmp-*"):
+        litter.unlink(missing_ok=True)
     return dataset
 
 

@@ -44,4 +44,5 @@ class SpeechCache:
             return None
 
     def put(self, key: str, pcm: np.ndarray, sample_rate: int) -> None:
-        write_bytes(self._path(key), encode_flac(pcm, sample_rate))
+        # No fsync: thousands of small entries, and a damaged one is only a cache miss.
+        write_bytes(self._path(key), encode_flac(pcm, sample_rate), durable=False)

@@ -31,15 +31,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, *, only_if_changed: bool = False) -> None:
-    """Write `data` atomically; with `only_if_changed`, an identical existing file is left untouched."""
+def write_bytes(path: str | os.PathLike, data: bytes, *, only_if_changed: bool = False, durable: bool = True) -> None:
+    """Write `data` atomically; with `only_if_changed`, an identical existing file is left untouched.
+
+    `durable` also survives a power cut (fsync before the rename); a killed process is safe either way.
+    """
     if only_if_changed and Path(path).is_file() and Path(path).read_bytes() == data:
         return
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def canonical_json(obj: Any) -> str:
