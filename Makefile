@@ -27,7 +27,9 @@ test-slow: $(STAMP)  ## run the slow end-to-end tests too (full default shapes p
 
 reproduce: $(STAMP)  ## the default pipeline on the embedded shapes data set
 	$(BIN)/s2ikit prepare shapes --out $(RUN)/data --workers $(WORKERS)
+	$(BIN)/s2ikit train-encoder --data $(RUN)/data --run $(RUN)/encoder
 	@echo "Prepared shards: $(RUN)/data/shards (summary: $(RUN)/data/dataset.json)"
+	@echo "Speech encoder: $(RUN)/encoder (metrics.jsonl, checkpoints/, embeddings.h5)"
 
 bench: $(STAMP)  ## benchmarks: preparation vs TTS alone, --workers speed-up
 	$(BIN)/python benchmarks/bench_prepare.py

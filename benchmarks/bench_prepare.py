@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from s2ikit.config import load_prepare_preset
+from s2ikit.config import load_preset
 from s2ikit.data.sources import get_source
 from s2ikit.pipelines.prepare import RunOptions, prepare
 from s2ikit.pipelines.steps import PrepareContext, synthesis_params
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--images-per-class", type=int, default=4, help="48 classes x this many images")
     parser.add_argument("--shard-size", type=int, default=16, help="images per unit of work (balances workers)")
     args = parser.parse_args()
-    preset = load_prepare_preset(
+    preset = load_preset(
         "shapes",
         {"shapes": {"images_per_class": args.images_per_class}, "prepare": {"shard_size": args.shard_size}},
     )

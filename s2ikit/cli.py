@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from s2ikit import __version__
-from s2ikit.config import load_prepare_preset, parse_overrides
+from s2ikit.config import load_preset, parse_overrides
 from s2ikit.utils.errors import UserError
 
 console = Console(stderr=True)
@@ -115,7 +115,7 @@ def run_prepare(
             sections.setdefault(section, {})[name] = value
     if partition is not None and partition >= num_partitions:
         raise UserError(f"--partition {partition} must be smaller than --num-partitions {num_partitions}")
-    config = load_prepare_preset(preset or dataset, sections)
+    config = load_preset(preset or dataset, sections)
     ctx = PrepareContext(out=out, dataset=dataset, preset=config, root=root, cache_dir=cache_dir or default_cache_dir())
     options = RunOptions(
         workers=workers,
@@ -190,3 +190,105 @@ def prepare_shapes(
 
 def main() -> None:
     app()
+
+
+# ---- speech encoder ---------------------------------------------------------------------------------------
+def _dataset_name(data: Path) -> str:
+    import json
+
+    dataset_file = data / "dataset.json"
+    if not dataset_file.is_file():
+        raise UserError(f"{dataset_file}: missing; run `s2ikit prepare` for {data} first")
+    return json.loads(dataset_file.read_text())["dataset"]
+
+
+@app.command("train-encoder")
+@friendly
+def train_encoder_command(
+    data: Path = typer.Option(..., "--data", "-d", help="A prepared data set (the --out of `s2ikit prepare`)."),
+    run: Path = typer.Option(..., "--run", "-r", help="Run folder: config, metrics.jsonl, checkpoints, embeddings."),
+    preset: str | None = typer.Option(None, "--preset", help="Preset name or .toml (default: the data set's)."),
+    overrides: list[str] | None = SET,
+    image_weights: Path | None = typer.Option(
+        None, "--image-weights", help="Inception-v3 ImageNet state dict (default: the torch hub cache)."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Overrides encoder.epochs."),
+    minutes: float | None = typer.Option(None, "--minutes", min=0, help="Time budget (encoder.time_budget_minutes)."),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the run's last checkpoint, if any."),
+) -> None:
+    """Pretrain the speech encoder (conv1d + BiGRU + self-attention) to match images, S2IGAN's recipe.
+
+    Keeps the checkpoint with the best validation retrieval (a part of the training split, never the test
+    split), then writes every utterance's embedding to RUN/embeddings.h5. Multi-GPU:
+    torchrun --nproc_per_node 4 -m s2ikit train-encoder -d D -r R  (short flags: torchrun claims --run)
+    """
+    from s2ikit.training.embed import export_embeddings
+    from s2ikit.training.encoder import train_encoder
+
+    sections = parse_overrides(overrides or [])
+    for key, value in {"epochs": epochs, "time_budget_minutes": minutes}.items():
+        if value is not None:
+            sections.setdefault("encoder", {})[key] = value
+    config = load_preset(preset or _dataset_name(data), sections).encoder
+    weights = str(image_weights or "")
+    kind = "Inception-v3 (ImageNet, frozen) + linear" if config.image_encoder == "inception_v3" else "small CNN"
+    console.print(f"image encoder: {kind} ({config.image_encoder}); embeddings {config.embed_dim}-d")
+    best = train_encoder(
+        data, run, config, resume=resume, image_weights=weights,
+        log=lambda line: console.print(line, soft_wrap=True, highlight=False),
+    )  # fmt: skip
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        console.print(f"best validation: {best}")
+        counts = export_embeddings(run, data, run / "embeddings.h5", image_weights=weights)
+        console.print(f"embeddings: {run / 'embeddings.h5'} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+
+
+@app.command()
+@friendly
+def embed(
+    run: Path = typer.Option(..., "--run", "-r", help="A train-encoder run folder."),
+    data: Path = typer.Option(..., "--data", "-d", help="The prepared data set to embed."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="HDF5 file (default: RUN/embeddings.h5)."),
+    image_weights: Path | None = typer.Option(None, "--image-weights", help="Inception-v3 weights, if used."),
+) -> None:
+    """Write every utterance's speech embedding (and every image's) to HDF5 with the run's best encoder."""
+    from s2ikit.training.embed import export_embeddings
+
+    target = out or run / "embeddings.h5"
+    counts = export_embeddings(run, data, target, image_weights=str(image_weights or ""))
+    console.print(f"{target}: " + ", ".join(f"{k} {v} utterances" for k, v in counts.items()))
+
+
+# ---- GAN ---------------------------------------------------------------------------------------------------
+@app.command("train-gan")
+@friendly
+def train_gan_command(
+    data: Path = typer.Option(..., "--data", "-d", help="A prepared data set (the --out of `s2ikit prepare`)."),
+    encoder_run: Path = typer.Option(..., "--encoder-run", "-e", help="A `train-encoder` run folder (frozen here)."),
+    run: Path = typer.Option(..., "--run", "-r", help="Run folder: config, metrics.jsonl, samples/, checkpoints/."),
+    preset: str | None = typer.Option(None, "--preset", help="Preset name or .toml (default: the data set's)."),
+    overrides: list[str] | None = SET,
+    minutes: float | None = typer.Option(None, "--minutes", min=0, help="Time budget (gan.time_budget_minutes)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Stop after this many steps in total."),
+    image_weights: Path | None = typer.Option(
+        None, "--image-weights", help="Inception-v3 weights, if the encoder used them."
+    ),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the run's last checkpoint, if any."),
+) -> None:
+    """Train Fusion-S2iGan: hinge loss + MA-GP for D; adversarial + DAMSM-style matching loss for G.
+
+    Streams the shards, conditions on the frozen speech encoder of --encoder-run, keeps an EMA generator,
+    writes sample grids with their captions, and resumes exactly where it stopped. Multi-GPU:
+    torchrun --nproc_per_node 4 -m s2ikit train-gan -d D -e E -r R  (short flags: torchrun claims --run)
+    """
+    from s2ikit.training.gan import train_gan
+
+    sections = parse_overrides(overrides or [])
+    if minutes is not None:
+        sections.setdefault("gan", {})["time_budget_minutes"] = minutes
+    config = load_preset(preset or _dataset_name(data), sections).gan
+    last = train_gan(
+        data, encoder_run, run, config, resume=resume, max_steps=steps, image_weights=str(image_weights or ""),
+        log=lambda line: console.print(line, soft_wrap=True, highlight=False),
+    )  # fmt: skip
+    console.print(f"stopped at step {last.get('step', 0)}; generator: {run / 'checkpoints' / 'generator.pt'}")

@@ -80,16 +80,81 @@ class ShapesConfig:
 
 
 @dataclass(frozen=True)
-class PreparePreset:
-    """Everything `s2ikit prepare` reads from a preset."""
+class EncoderConfig:
+    """Speech-encoder pretraining (S2IGAN's speech embedding network against an image encoder)."""
+
+    embed_dim: int = 1024  # speech and image embedding size (the GAN's condition)
+    conv_channels: tuple[int, ...] = (64, 128)
+    rnn_layers: int = 2  # bidirectional GRU layers; hidden size is embed_dim / 2 per direction
+    attention_hidden: int = 128
+    dropout: float = 0.0  # between GRU layers
+    image_encoder: str = "inception_v3"  # "inception_v3" (frozen ImageNet backbone) or "cnn" (from scratch)
+    image_weights: str = ""  # Inception-v3 state dict; empty: torch hub cache (inception_v3_google-*.pth)
+    cnn_width: int = 32  # channels of the first "cnn" block
+    batch_size: int = 128  # per process
+    lr: float = 1e-3
+    betas: tuple[float, ...] = (0.95, 0.999)
+    weight_decay: float = 1e-3
+    epochs: int = 150
+    lr_step_epochs: int = 50  # lr x lr_gamma every this many epochs
+    lr_gamma: float = 0.1
+    matching_scale: float = 10.0  # S = scale * cos(image, speech)
+    distinctive_weight: float = 1.0  # class cross-entropy on both embeddings; 0 for data sets without classes
+    image_augment: str = "flip"  # "none", "flip" (photos) or "dihedral" (flips and 90-degree turns: shapes)
+    mask_mel_bins: int = 0  # SpecAugment: widest band of mel bins zeroed per utterance (0 = off)
+    mask_frames: int = 0  # SpecAugment: longest span of frames zeroed per utterance (0 = off)
+    val_fraction: float = 0.1  # of the training split's images, held out for model selection
+    eval_every: int = 5  # epochs between validation passes
+    time_budget_minutes: float = 0.0  # stop (and keep the best checkpoint) after this long; 0 = no limit
+    num_workers: int = 2  # DataLoader workers per process
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Fusion-S2iGan training (paper Sect. 4, 5.1; DF-GAN's settings where the paper defers to them)."""
+
+    image_size: int = 256  # px, a power of two in [32, 256]; the block count follows
+    ngf: int = 32  # generator width: the last block has ngf channels, the first 8 ngf
+    ndf: int = 64  # discriminator width: filters 1, 2, 4, 8, 16, 16 x ndf at 256 px
+    z_dim: int = 100
+    block: str = "vsfm"  # "vsfm" (the paper) or "dfgan" (DF-GAN's affine fusion): Table 5
+    modules: str = "dual"  # fusion modules per block: "dual" (the paper) or "single": Table 6
+    fusion: str = "wfm"  # "wfm" (the paper), "add" or "product": Table 4
+    attention: str = "pam"  # "pam" (the paper) or "none": Table 3
+    batch_size: int = 32  # per process
+    lr_g: float = 1e-4  # TTUR (paper Sect. 5.1)
+    lr_d: float = 4e-4
+    betas: tuple[float, ...] = (0.0, 0.9)
+    ma_gp_weight: float = 2.0  # eq. 20, DF-GAN's k
+    ma_gp_power: float = 6.0  # eq. 20, p
+    damsm_weight: float = 0.1  # generator's speech-image matching loss (DAMSM-style) weight
+    matching_scale: float = 10.0  # S = scale * cos, as in the encoder's matching loss
+    ema_decay: float = 0.999  # EMA generator used for samples and evaluation
+    epochs: int = 600
+    sample_every: int = 500  # steps between sample grids
+    checkpoint_every: int = 500  # steps between resumable checkpoints
+    log_every: int = 50  # steps between metrics.jsonl lines
+    time_budget_minutes: float = 0.0  # stop cleanly (checkpoint kept) after this long; 0 = no limit
+    num_workers: int = 2
+    seed: int = 0
+    channels_last: bool = True  # CUDA only: faster convolutions on tensor cores
+    divergence_threshold: float = 1e4  # |loss| above this (or NaN) stops training, keeping the last good checkpoint
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every section a preset file may hold; each command reads the sections it needs."""
 
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
 
 
-_SECTION_TYPES = typing.get_type_hints(PreparePreset)
+_SECTION_TYPES = typing.get_type_hints(Preset)
 
 
 def presets_dir() -> Path:
@@ -165,8 +230,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_prepare_preset(name_or_path: str, overrides: Mapping[str, Mapping[str, Any]] = ()) -> PreparePreset:
-    """Defaults < preset file < overrides, validated into a frozen `PreparePreset`."""
+def load_preset(name_or_path: str, overrides: Mapping[str, Mapping[str, Any]] = ()) -> Preset:
+    """Defaults < preset file < overrides, validated into a frozen `Preset`."""
     raw, where = read_preset(name_or_path)
     overrides = dict(overrides or {})
     sections: dict[str, Any] = {}
@@ -176,7 +241,7 @@ def load_prepare_preset(name_or_path: str, overrides: Mapping[str, Mapping[str, 
             raise UserError(f"{source}: unknown section [{name}] (known: {', '.join(_SECTION_TYPES)})")
         table = {**raw.get(name, {}), **overrides.get(name, {})}
         sections[name] = build_section(_SECTION_TYPES[name], table, f"{where} [{name}]")
-    return PreparePreset(**sections)
+    return Preset(**sections)
 
 
 def as_dict(config: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from s2ikit.config import load_prepare_preset
+from s2ikit.config import load_preset
 from s2ikit.pipelines.prepare import PrepareReport, RunOptions, prepare
 from s2ikit.pipelines.steps import PrepareContext
 
@@ -33,7 +33,7 @@ def tiny_overrides(**extra: dict) -> dict:
 
 
 def make_ctx(out: Path, cache: Path, **extra: dict) -> PrepareContext:
-    preset = load_prepare_preset("shapes", tiny_overrides(**extra))
+    preset = load_preset("shapes", tiny_overrides(**extra))
     return PrepareContext(out=out, dataset="shapes", preset=preset, root=None, cache_dir=cache)
 
 

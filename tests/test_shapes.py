@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from s2ikit.config import load_prepare_preset
+from s2ikit.config import load_preset
 from s2ikit.data.sources.shapes import COLOURS, ShapesSource, render
 from s2ikit.utils.errors import UserError
 
 
 def source(**shapes):
-    return ShapesSource(load_prepare_preset("shapes", {"shapes": shapes} if shapes else {}), None)
+    return ShapesSource(load_preset("shapes", {"shapes": shapes} if shapes else {}), None)
 
 
 def test_default_index_counts_split_and_classes():
@@ -22,7 +22,7 @@ def test_default_index_counts_split_and_classes():
 
 def test_index_is_deterministic_and_seeded():
     assert [r.to_json() for r in source().index()] == [r.to_json() for r in source().index()]
-    other = ShapesSource(load_prepare_preset("shapes", {"prepare": {"seed": 1}}), None).index()
+    other = ShapesSource(load_preset("shapes", {"prepare": {"seed": 1}}), None).index()
     assert [r.to_json() for r in other] != [r.to_json() for r in source().index()]
 
 

@@ -108,16 +108,34 @@ def world_size() -> int:
     return 1
 
 
-def make_loader(data_dir: str | Path, config: LoaderConfig) -> wds.WebLoader:
-    """A WebLoader over one split; `.num_batches` tells how many batches each rank sees per epoch (train)."""
+class KeySelect:
+    """Keep (or drop) samples whose key is in `keys`: how a validation part is carved from a split."""
+
+    def __init__(self, keys: frozenset[str], keep: bool):
+        self.keys, self.keep = keys, keep
+
+    def __call__(self, sample: dict[str, Any]) -> bool:
+        return (sample["__key__"] in self.keys) == self.keep
+
+
+def make_loader(
+    data_dir: str | Path, config: LoaderConfig, select: KeySelect | None = None, num_samples: int | None = None
+) -> wds.WebLoader:
+    """A WebLoader over one split; `.num_batches` tells how many batches each rank sees per epoch (train).
+
+    `select` filters samples by key; then `num_samples` (how many it keeps) sizes the training epoch.
+    """
     urls, sizes = shard_list(data_dir, config.split)
+    selected = [wds.select(select)] if select is not None else []
     if config.mode == "train":
         workers = max(1, config.num_workers)
-        global_batches = math.ceil(sum(sizes.values()) / (config.batch_size * world_size()))
+        n = num_samples if num_samples is not None else sum(sizes.values())
+        global_batches = math.ceil(n / (config.batch_size * world_size()))
         per_worker = math.ceil(global_batches / workers)
         stages = [
             wds.ResampledShards(urls, seed=config.seed, deterministic=True),
             wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            *selected,
             wds.shuffle(config.shuffle_buffer, initial=min(config.shuffle_buffer, 100), seed=config.seed),
             wds.map(decode_sample, handler=wds.warn_and_continue),
             RandomCaption(config.seed),
@@ -131,6 +149,7 @@ def make_loader(data_dir: str | Path, config: LoaderConfig) -> wds.WebLoader:
             wds.split_by_node,
             wds.split_by_worker,
             wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            *selected,
             wds.map(decode_sample, handler=wds.warn_and_continue),
             every_caption,
             wds.batched(config.batch_size, collation_fn=collate, partial=True),

@@ -23,7 +23,7 @@ import webdataset as wds
 
 from s2ikit.audio.codec import decode_flac, encode_flac, from_int16, load_audio, resample, to_int16
 from s2ikit.audio.features import log_mel
-from s2ikit.config import PreparePreset, as_dict
+from s2ikit.config import Preset, as_dict
 from s2ikit.data.records import Record
 from s2ikit.data.sources import Source, get_source
 from s2ikit.pipelines.plan import Unit
@@ -41,7 +41,7 @@ class PrepareContext:
 
     out: Path
     dataset: str
-    preset: PreparePreset
+    preset: Preset
     root: Path | None
     cache_dir: Path
 
@@ -78,7 +78,7 @@ def caption_id(key: str, index: int) -> str:
     return f"{key}__{index:02d}"
 
 
-def synthesis_params(preset: PreparePreset, key: str, index: int) -> SynthesisParams:
+def synthesis_params(preset: Preset, key: str, index: int) -> SynthesisParams:
     """Speaking rate for one caption, from a seeded hash: stable across reruns, varied across captions."""
     tts = preset.tts
     digest = hashlib.sha256(f"{preset.prepare.seed}:{key}:{index}".encode()).digest()

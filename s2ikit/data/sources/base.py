@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from s2ikit.config import PreparePreset
+from s2ikit.config import Preset
 from s2ikit.data.records import Record
 from s2ikit.utils.errors import UserError
 
@@ -32,7 +32,7 @@ class Source(Protocol):
         ...
 
 
-_SOURCES: dict[str, Callable[[PreparePreset, Path | None], Source]] = {}
+_SOURCES: dict[str, Callable[[Preset, Path | None], Source]] = {}
 
 
 def register_source(name: str):
@@ -52,7 +52,7 @@ def source_names() -> list[str]:
     return sorted(_SOURCES)
 
 
-def get_source(name: str, preset: PreparePreset, root: Path | None) -> Source:
+def get_source(name: str, preset: Preset, root: Path | None) -> Source:
     _registry()
     if name not in _SOURCES:
         raise UserError(f"unknown data set '{name}' (known: {', '.join(sorted(_SOURCES))})")

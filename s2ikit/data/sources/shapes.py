@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from s2ikit.config import PreparePreset, as_dict
+from s2ikit.config import Preset, as_dict
 from s2ikit.data.records import Caption, Record
 from s2ikit.data.sources.base import register_source
 from s2ikit.utils.errors import UserError
@@ -57,7 +57,7 @@ class ShapesSource:
     name = "shapes"
     needs_tts = True
 
-    def __init__(self, preset: PreparePreset, root: Path | None):
+    def __init__(self, preset: Preset, root: Path | None):
         self.config = preset.shapes
         self.seed = preset.prepare.seed
         if self.config.images_per_class < 1 or self.config.captions_per_image < 1:

@@ -1,0 +1,90 @@
+"""Fusion-S2iGan generator (Sect. 4.1.1, eqs. 3-6).
+
+h0 = FC(z) reshaped to (8 ngf, 4, 4);  h1 = F1(h0, s);  h_i = F_i(up2(h_{i-1}), s);  o = tanh(conv3x3(ReLU(h_last))).
+F_i is a dual-residual speech-visual fusion block: VSFM -> ReLU -> conv3x3 -> VSFM -> ReLU -> conv3x3, plus a
+shortcut (1x1 conv when the channel count changes). The block count follows the resolution: 4 px doubled
+(n_blocks - 1) times; the channel plan is anchored at the output as in DF-GAN (the last block has ngf channels):
+256 px -> 8,8,8,8,4,2,1 (seven blocks); 64 px -> 8,8,4,2,1.
+Ablations: block "vsfm" | "dfgan" (DF-GAN's affine fusion); modules "dual" (two per block) | "single" (one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s2ikit.models.fusion import VSFM, DFGANFusion
+
+PLAN_256 = (8, 8, 8, 8, 4, 2, 1)  # channel multipliers of ngf for the seven blocks at 256 px
+
+
+def channel_plan(image_size: int) -> tuple[int, ...]:
+    """Multipliers for the blocks at `image_size` (32..256, a power of two), anchored at the output."""
+    if image_size < 32 or image_size > 256 or image_size & (image_size - 1):
+        raise ValueError(f"image_size must be a power of two in [32, 256], got {image_size}")
+    n_blocks = int(math.log2(image_size // 4)) + 1
+    return PLAN_256[-n_blocks:]
+
+
+class FusionBlock(nn.Module):
+    """Dual-residual speech-visual fusion block (Fig. 2c)."""
+
+    def __init__(self, in_ch: int, out_ch: int, cond_dim: int, block: str, modules: str, fusion: str, attention: str):
+        super().__init__()
+
+        def fuse(ch: int) -> nn.Module:
+            if block == "vsfm":
+                return VSFM(ch, cond_dim, fusion, attention)
+            if block == "dfgan":
+                return DFGANFusion(ch, cond_dim)
+            raise ValueError(f"block must be vsfm|dfgan, got {block}")
+
+        if modules not in ("dual", "single"):
+            raise ValueError(f"modules must be dual|single, got {modules}")
+        self.fuse1 = fuse(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, 1, 1)
+        self.fuse2 = fuse(out_ch) if modules == "dual" else None
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1)
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.activation = (lambda x: x) if block == "dfgan" else F.relu  # DF-GAN's fusion ends in its own LeakyReLU
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.activation(self.fuse1(x, s)))
+        h = self.fuse2(h, s) if self.fuse2 is not None else h
+        h = self.conv2(self.activation(h))
+        return self.shortcut(x) + h
+
+
+class Generator(nn.Module):
+    def __init__(
+        self,
+        cond_dim: int = 1024,
+        image_size: int = 256,
+        ngf: int = 32,
+        z_dim: int = 100,
+        block: str = "vsfm",
+        modules: str = "dual",
+        fusion: str = "wfm",
+        attention: str = "pam",
+    ):
+        super().__init__()
+        plan = channel_plan(image_size)
+        self.z_dim, self.image_size = z_dim, image_size
+        self.fc = nn.Linear(z_dim, plan[0] * ngf * 4 * 4)
+        self.first_channels = plan[0] * ngf
+        chans = [plan[0] * ngf] + [m * ngf for m in plan]
+        self.blocks = nn.ModuleList(
+            FusionBlock(chans[i], chans[i + 1], cond_dim, block, modules, fusion, attention) for i in range(len(plan))
+        )
+        self.to_rgb = nn.Conv2d(ngf, 3, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(z.shape[0], self.first_channels, 4, 4)  # eq. 3
+        for i, block in enumerate(self.blocks):
+            if i > 0:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")  # eq. 5: h_{i-1} upsampled
+            h = block(h, s)  # eqs. 4-5
+        return torch.tanh(self.to_rgb(F.relu(h)))  # eq. 6

@@ -1,0 +1,92 @@
+"""Image encoders for speech-image matching (S2IGAN's image side).
+
+`InceptionImageEncoder`: torchvision Inception-v3 with ImageNet weights, frozen and always in eval mode;
+images resized to 299; Mixed_7c average-pooled (2048) -> trainable Linear(2048, embed_dim) -> L2 norm.
+`ConvImageEncoder`: a small CNN trained from scratch, for data sets without suitable pretrained weights
+(the embedded shapes set, offline machines).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class InceptionImageEncoder(nn.Module):
+    def __init__(self, weights: str | Path, embed_dim: int = 1024):
+        super().__init__()
+        from torchvision.models import inception_v3
+
+        # transform_input=False: our images are already in [-1, 1], the range the Google weights were trained on.
+        net = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        net.fc = nn.Identity()  # the pooled Mixed_7c output, 2048-d
+        net.AuxLogits = None
+        net.aux_logits = False
+        self.backbone = net.requires_grad_(False).eval()
+        self.proj = nn.Linear(2048, embed_dim)
+
+    def train(self, mode: bool = True) -> InceptionImageEncoder:
+        super().train(mode)
+        self.backbone.eval()  # frozen: BatchNorm statistics and dropout stay in inference mode
+        return self
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> (B, 2048) pooled Mixed_7c."""
+        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.backbone(x)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.features(images)), dim=1)
+
+
+class ConvImageEncoder(nn.Module):
+    """Four stages of (conv3x3 -> conv3x3 stride 2), BN + ReLU after each, global average pooling, projection,
+    L2 norm. Two convolutions per stage: with one, shape (as opposed to colour and size) is barely learnt."""
+
+    def __init__(self, embed_dim: int = 1024, width: int = 32):
+        super().__init__()
+        layers, channels = [], 3
+        for out in (width, width * 2, width * 4, width * 8):
+            for stride, c_in in ((1, channels), (2, out)):
+                layers += [nn.Conv2d(c_in, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            channels = out
+        self.body = nn.Sequential(*layers)
+        self.proj = nn.Linear(channels, embed_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.body(images).mean(dim=(2, 3))), dim=1)
+
+
+def find_inception_weights(explicit: str | Path = "") -> Path:
+    """The Inception-v3 ImageNet state dict: an explicit path, else torchvision's file in the torch hub cache."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: Inception-v3 weights not found")
+        return path
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    found = sorted(hub.glob("inception_v3_google-*.pth"))
+    if not found:
+        raise FileNotFoundError(
+            f"no Inception-v3 weights in {hub}: copy inception_v3_google-0cc3c7bd.pth there, pass "
+            "--image-weights PATH, or use the from-scratch encoder (--set encoder.image_encoder=cnn)"
+        )
+    return found[0]
+
+
+def build_image_encoder(kind: str, embed_dim: int, cnn_width: int = 32, weights: str | Path = "") -> nn.Module:
+    if kind == "inception_v3":
+        return InceptionImageEncoder(find_inception_weights(weights), embed_dim)
+    if kind == "cnn":
+        return ConvImageEncoder(embed_dim, cnn_width)
+    raise ValueError(f"unknown image encoder {kind!r} (inception_v3, cnn)")
+
+
+def trainable_state(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint must hold: everything but a frozen pretrained backbone (rebuilt from its weights file)."""
+    return {k: v for k, v in encoder.state_dict().items() if not k.startswith("backbone.")}

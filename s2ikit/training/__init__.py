@@ -1,0 +1,1 @@
+"""Training loops: speech-encoder pretraining (and, later, Fusion-S2iGan)."""

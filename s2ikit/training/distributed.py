@@ -1,0 +1,52 @@
+"""Process-group setup for `torchrun`: NCCL on GPUs, gloo on CPU; single process when not launched by torchrun."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Join the process group when WORLD_SIZE > 1 (set by torchrun) and pick this process's device."""
+    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return DistInfo(rank, world, torch.device(f"cuda:{local_rank}" if cuda else "cpu"))
+
+
+def broadcast_flag(flag: bool, info: DistInfo) -> bool:
+    """Rank 0's decision, seen by every rank (so all stop at the same step)."""
+    if info.world_size == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=info.device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def barrier(info: DistInfo) -> None:
+    if info.world_size > 1:
+        dist.barrier()
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,64 @@
+"""`s2ikit embed`: every utterance's speech embedding (and every image's) to HDF5, for GAN training and evaluation.
+
+Layout, one group per split:
+    /<split>/keys          (N,) utf-8 "KEY/CAPTION_INDEX"
+    /<split>/embeddings    (N, D) float32, unit vectors from the selected speech encoder
+    /<split>/class_ids     (N,) int64
+    /<split>/image_keys    (M,) utf-8, one per image
+    /<split>/image_embeddings (M, D) float32
+Attributes record the run and the encoder epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from s2ikit.config import LoaderConfig
+from s2ikit.data.loader import make_loader
+from s2ikit.training.encoder import load_best_encoders, to_device
+from s2ikit.utils.atomic import atomic_path
+
+
+@torch.no_grad()
+def export_embeddings(
+    run_dir: str | Path, data_dir: str | Path, out: str | Path, batch_size: int = 128, image_weights: str = ""
+) -> dict[str, int]:
+    enc, ckpt = load_best_encoders(run_dir, image_weights)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    enc.speech.to(device), enc.image.to(device)
+    splits = json.loads((Path(data_dir) / "dataset.json").read_text())["splits"]
+    counts = {}
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["run_dir"] = str(run_dir)
+        h5.attrs["data_dir"] = str(data_dir)
+        h5.attrs["encoder_epoch"] = int(ckpt["epoch"])
+        for split in sorted(splits):
+            keys, embeddings, classes, image_keys, image_embeddings = [], [], [], [], []
+            seen = set()
+            loader = make_loader(data_dir, LoaderConfig(split=split, mode="test", batch_size=batch_size))
+            for batch in loader:
+                batch = to_device(batch, device)
+                embeddings.append(enc.speech(batch["mel"], batch["mel_lengths"]).float().cpu().numpy())
+                keys += [f"{k}/{int(c)}" for k, c in zip(batch["key"], batch["caption_index"])]
+                classes.append(batch["class_id"].cpu().numpy())
+                new = []  # first occurrence of each image (a batch holds several captions of one image)
+                for i, k in enumerate(batch["key"]):
+                    if k not in seen:
+                        seen.add(k)
+                        new.append(i)
+                if new:
+                    image_keys += [batch["key"][i] for i in new]
+                    image_embeddings.append(enc.image(batch["image"][new]).float().cpu().numpy())
+            group = h5.create_group(split)
+            group["keys"] = np.array(keys, dtype=h5py.string_dtype())
+            group["embeddings"] = np.concatenate(embeddings)
+            group["class_ids"] = np.concatenate(classes).astype(np.int64)
+            group["image_keys"] = np.array(image_keys, dtype=h5py.string_dtype())
+            group["image_embeddings"] = np.concatenate(image_embeddings)
+            counts[split] = len(keys)
+    return counts

@@ -1,0 +1,76 @@
+"""Fusion-S2iGan objective (Sect. 4.3). The loss owns every forward pass; the loop only picks the phase.
+
+D (eq. 19): hinge on real/matching, 1/2 fake/matching and 1/2 real/mismatched pairs (the speech embeddings of
+            the batch shifted by one, as DF-GAN does), plus MA-GP (eq. 20): the gradients of D(x, s) with respect
+            to the real image and the speech embedding, concatenated, per-sample L2 norm to the power p, times k.
+            (The paper writes (||grad_x|| + ||grad_s||)^p; DF-GAN's code, which the paper builds on, takes the norm
+            of the concatenation; we follow the code.) The real/matching forward pass is computed once, with
+            gradients enabled on its inputs, and serves both the hinge term and the penalty.
+G:          -D(G(z, s), s) plus a DAMSM-style matching loss between the generated image (through the frozen
+            pretrained image encoder) and s: 10 x cos, same-class off-diagonals masked, cross-entropy both ways.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s2ikit.config import GANConfig
+from s2ikit.training.encoder_loss import matching_loss
+
+
+def ma_gp(
+    scores: torch.Tensor, images: torch.Tensor, speech: torch.Tensor, weight: float, power: float
+) -> torch.Tensor:
+    """Matching-aware zero-centred gradient penalty, eq. 20 (DF-GAN's form)."""
+    grad_x, grad_s = torch.autograd.grad(scores.sum(), (images, speech), create_graph=True)
+    grads = torch.cat([grad_x.flatten(1), grad_s.flatten(1)], dim=1)
+    return weight * grads.norm(2, dim=1).pow(power).mean()
+
+
+class FusionS2iGanLoss:
+    def __init__(
+        self, generator: nn.Module, discriminator: nn.Module, image_encoder: nn.Module | None, config: GANConfig
+    ):
+        self.G, self.D, self.image_encoder, self.config = generator, discriminator, image_encoder, config
+
+    def discriminator_loss(
+        self, real: torch.Tensor, speech: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
+        real = real.detach().requires_grad_(True)
+        speech = speech.detach().requires_grad_(True)
+        score_real, score_mismatch = self.D(real, speech, speech.roll(1, dims=0))
+        with torch.no_grad():
+            fake = self.G(z, speech.detach())
+        score_fake = self.D(fake, speech)
+        hinge = (
+            F.relu(1.0 - score_real).mean()
+            + 0.5 * F.relu(1.0 + score_fake).mean()
+            + 0.5 * F.relu(1.0 + score_mismatch).mean()
+        )
+        penalty = ma_gp(score_real, real, speech, self.config.ma_gp_weight, self.config.ma_gp_power)
+        loss = hinge + penalty
+        stats = {
+            "d_loss": loss,
+            "d_hinge": hinge,
+            "ma_gp": penalty,
+            "d_real": score_real.mean(),
+            "d_fake": score_fake.mean(),
+        }
+        return loss, {k: float(v.detach()) for k, v in stats.items()}
+
+    def generator_loss(
+        self, speech: torch.Tensor, class_ids: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
+        fake = self.G(z, speech)
+        adversarial = -self.D(fake, speech).mean()
+        loss, stats = adversarial, {"g_adv": float(adversarial.detach())}
+        if self.image_encoder is not None and self.config.damsm_weight > 0:
+            damsm = matching_loss(
+                self.image_encoder(fake).float(), speech.float(), class_ids, self.config.matching_scale
+            )
+            loss = loss + self.config.damsm_weight * damsm
+            stats["g_damsm"] = float(damsm.detach())
+        stats["g_loss"] = float(loss.detach())
+        return loss, stats

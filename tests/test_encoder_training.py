@@ -1,0 +1,121 @@
+"""train-encoder on the tiny prepared set: checkpoints, metrics, resume, embeddings export, DDP, CLI errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from s2ikit.cli import app
+from s2ikit.config import EncoderConfig
+from s2ikit.training.embed import export_embeddings
+from s2ikit.training.encoder import load_best_encoders, train_encoder
+
+TINY_ENCODER = dict(
+    embed_dim=32, attention_hidden=8, conv_channels=(16, 16), rnn_layers=1, image_encoder="cnn", cnn_width=8,
+    batch_size=3, epochs=2, eval_every=1, val_fraction=0.25, num_workers=0, lr_step_epochs=1,
+)  # fmt: skip
+
+
+def test_train_validate_checkpoint_and_resume(reference, tmp_path):
+    run = tmp_path / "run"
+    logs = []
+    train_encoder(reference, run, EncoderConfig(**{**TINY_ENCODER, "epochs": 1}), log=logs.append)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    best = train_encoder(reference, run, EncoderConfig(**TINY_ENCODER), log=logs.append)
+    assert any("resuming" in line and "epoch 1" in line for line in logs)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["lr"] == pytest.approx(1e-4)  # StepLR x0.1 per epoch here: the scheduler was restored
+    assert {"val_s2i_mAP", "val_s2i_R@1", "val_i2s_R@10", "loss", "matching", "distinctive"} <= set(records[0])
+    assert best["epoch"] in (1, 2) and 0.0 <= best["s2i_mAP"] <= 1.0
+    enc, ckpt = load_best_encoders(run)
+    assert ckpt["speech_args"]["embed_dim"] == 32
+    config = json.loads((run / "config.json").read_text())
+    assert config["encoder"]["batch_size"] == 3
+
+
+def test_embeddings_export_every_utterance(reference, tmp_path):
+    run = tmp_path / "run"
+    train_encoder(reference, run, EncoderConfig(**{**TINY_ENCODER, "epochs": 1}), log=lambda s: None)
+    counts = export_embeddings(run, reference, run / "embeddings.h5")
+    assert counts == {"test": 16, "train": 16}
+    with h5py.File(run / "embeddings.h5") as h5:
+        assert h5["test/embeddings"].shape == (16, 32)
+        assert h5["test/image_embeddings"].shape == (8, 32)
+        keys = [k.decode() for k in h5["test/keys"][:]]
+        assert len(set(keys)) == 16 and all("/" in k for k in keys)
+        norms = torch.from_numpy(h5["train/embeddings"][:]).norm(dim=1)
+        torch.testing.assert_close(norms, torch.ones(16), rtol=1e-4, atol=1e-4)
+
+
+def test_two_process_ddp_training_on_cpu(reference, tmp_path):
+    run = tmp_path / "ddp"
+    sets = [f"encoder.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY_ENCODER.items()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29544",
+        "-m",
+        "s2ikit",
+        "train-encoder",
+        "-d",
+        str(reference),
+        "-r",
+        str(run),
+        "--epochs",
+        "1",
+    ]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # written once, by rank 0
+    assert (run / "embeddings.h5").is_file() and (run / "checkpoints/encoder-best.pt").is_file()
+
+
+def test_missing_inception_weights_is_one_line(reference, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    result = CliRunner().invoke(app, ["train-encoder", "--data", str(reference), "--run", str(tmp_path / "r"),
+                                      "--set", "encoder.image_encoder=inception_v3"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "no Inception-v3 weights in" in result.output and "--image-weights" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    from s2ikit.training.checkpoint import load
+    from s2ikit.utils.errors import UserError
+
+    bad = tmp_path / "checkpoints" / "encoder-best.pt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a loadable s2ikit checkpoint"):
+        load(bad)
+    assert Path(bad).exists()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch s2ikit-pwned",))
+
+
+def test_checkpoint_with_code_is_not_executed(tmp_path, monkeypatch):
+    from s2ikit.training.checkpoint import load
+    from s2ikit.utils.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    torch.save({"speech_encoder": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="not a loadable s2ikit checkpoint"):
+        load(tmp_path / "evil.pt")
+    assert not (tmp_path / "s2ikit-pwned").exists()
