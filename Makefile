@@ -28,11 +28,14 @@ test-slow: $(STAMP)  ## run the slow end-to-end tests too (full default shapes p
 reproduce: $(STAMP)  ## the default pipeline on the embedded shapes data set
 	$(BIN)/s2ikit prepare shapes --out $(RUN)/data --workers $(WORKERS)
 	$(BIN)/s2ikit train-encoder --data $(RUN)/data --run $(RUN)/encoder
+	$(BIN)/s2ikit train-gan --data $(RUN)/data --encoder-run $(RUN)/encoder --run $(RUN)/gan
 	@echo "Prepared shards: $(RUN)/data/shards (summary: $(RUN)/data/dataset.json)"
-	@echo "Speech encoder: $(RUN)/encoder (metrics.jsonl, checkpoints/, embeddings.h5)"
+	@echo "Speech encoder:  $(RUN)/encoder (metrics.jsonl, test_retrieval.json, embeddings.h5)"
+	@echo "Fusion-S2iGan:   $(RUN)/gan (metrics.jsonl, samples/, checkpoints/generator.pt)"
 
-bench: $(STAMP)  ## benchmarks: preparation vs TTS alone, --workers speed-up
+bench: $(STAMP)  ## benchmarks: preparation vs TTS alone, --workers; GAN step cost (VSFM vs DF-GAN); encoder rate
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_models.py
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check s2ikit tests benchmarks

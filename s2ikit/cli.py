@@ -222,8 +222,9 @@ def train_encoder_command(
     split), then writes every utterance's embedding to RUN/embeddings.h5. Multi-GPU:
     torchrun --nproc_per_node 4 -m s2ikit train-encoder -d D -r R  (short flags: torchrun claims --run)
     """
-    from s2ikit.training.embed import export_embeddings
+    from s2ikit.training.embed import export_embeddings, split_retrieval
     from s2ikit.training.encoder import train_encoder
+    from s2ikit.utils.atomic import write_json
 
     sections = parse_overrides(overrides or [])
     for key, value in {"epochs": epochs, "time_budget_minutes": minutes}.items():
@@ -241,6 +242,11 @@ def train_encoder_command(
         console.print(f"best validation: {best}")
         counts = export_embeddings(run, data, run / "embeddings.h5", image_weights=weights)
         console.print(f"embeddings: {run / 'embeddings.h5'} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+        if "test" in counts:  # reported, never used for selection
+            test = split_retrieval(run / "embeddings.h5", "test")
+            write_json(run / "test_retrieval.json", test)
+            shown = ", ".join(f"{k} {test[k]:.3f}" for k in ("s2i_mAP", "s2i_R@10", "i2s_R@10") if k in test)
+            console.print(f"test split retrieval: {shown} ({run / 'test_retrieval.json'})")
 
 
 @app.command()

@@ -90,7 +90,7 @@ class EncoderConfig:
     dropout: float = 0.0  # between GRU layers
     image_encoder: str = "inception_v3"  # "inception_v3" (frozen ImageNet backbone) or "cnn" (from scratch)
     image_weights: str = ""  # Inception-v3 state dict; empty: torch hub cache (inception_v3_google-*.pth)
-    cnn_width: int = 32  # channels of the first "cnn" block
+    cnn_width: int = 16  # channels of the first "cnn" stage
     batch_size: int = 128  # per process
     lr: float = 1e-3
     betas: tuple[float, ...] = (0.95, 0.999)

@@ -62,3 +62,25 @@ def export_embeddings(
             group["image_embeddings"] = np.concatenate(image_embeddings)
             counts[split] = len(keys)
     return counts
+
+
+def split_retrieval(h5_path: str | Path, split: str) -> dict[str, float]:
+    """Speech<->image retrieval (R@k, class mAP) among one split's exported embeddings."""
+    from s2ikit.evaluation.retrieval import cross_modal_retrieval
+
+    with h5py.File(h5_path, "r") as h5:
+        group = h5[split]
+        image_keys = [k.decode() for k in group["image_keys"][:]]
+        position = {k: i for i, k in enumerate(image_keys)}
+        keys = [k.decode().rsplit("/", 1)[0] for k in group["keys"][:]]
+        speech_class = torch.from_numpy(group["class_ids"][:])
+        image_class = torch.zeros(len(image_keys), dtype=torch.long)
+        for key, cls in zip(keys, speech_class.tolist()):
+            image_class[position[key]] = cls
+        return cross_modal_retrieval(
+            torch.from_numpy(group["embeddings"][:]),
+            torch.tensor([position[k] for k in keys]),
+            speech_class,
+            torch.from_numpy(group["image_embeddings"][:]),
+            image_class,
+        )

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from s2ikit.config import GANConfig, LoaderConfig, as_dict
@@ -102,6 +103,9 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
     speech_encoder = encoders.speech.requires_grad_(False).eval().to(info.device)
     image_encoder = encoders.image.requires_grad_(False).eval().to(info.device)
     cond_dim = encoders.speech_args["embed_dim"]
+    data_size = json.loads((data_dir / "dataset.json").read_text())["settings"]["prepare"]["image_size"]
+    if data_size != config.image_size:  # the encoder learnt at the shards' size: show it generated images at that size
+        image_encoder = nn.Sequential(nn.Upsample(size=(data_size, data_size), mode="bilinear"), image_encoder)
     g_args = generator_args(config, cond_dim)
     G = Generator(**g_args).to(info.device)
     D = Discriminator(cond_dim, config.image_size, config.ndf).to(info.device)
@@ -146,6 +150,8 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             with torch.no_grad(), autocast:
                 speech = speech_encoder(batch["mel"], batch["mel_lengths"]).float()
             real = batch["image"]
+            if real.shape[-1] != config.image_size:  # e.g. 64 px shards feeding a 32 px model
+                real = F.interpolate(real, size=(config.image_size, config.image_size), mode="area")
             if info.device.type == "cuda" and config.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
             z = step_noise(config, step, real.shape[0], info.device)
@@ -161,7 +167,8 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             g_loss.backward()
             sync_gradients(G, info)
             opt_g.step()
-            update_ema(G_ema, G, config.ema_decay)
+            # warm-up: an early EMA would otherwise stay mostly the random initialisation for thousands of steps
+            update_ema(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
             step += 1
             stats = {**d_stats, **g_stats}
             bad = not all(math.isfinite(v) and abs(v) < config.divergence_threshold for v in stats.values())
@@ -202,12 +209,21 @@ def _save(run_dir, G, D, G_ema, opt_g, opt_d, step, g_args, encoder_run, config)
 
 
 @torch.no_grad()
-def _fixed_samples(data_dir: Path, speech_encoder: nn.Module, device: torch.device) -> dict[str, Any]:
-    """The first 16 test captions (or training ones if there is no test split): one grid per sample step."""
+def _fixed_samples(data_dir: Path, speech_encoder: nn.Module, device: torch.device, n: int = 16) -> dict[str, Any]:
+    """One caption from each of the first `n` classes met in the test split (else train): one grid per sample step."""
     split = "test" if (data_dir / "shards" / "test" / "sizes.json").is_file() else "train"
-    batch = next(iter(make_loader(data_dir, LoaderConfig(split=split, mode="test", batch_size=16))))
-    batch = to_device(batch, device)
-    return {"speech": speech_encoder(batch["mel"], batch["mel_lengths"]).float(), "text": batch["text"]}
+    mels, lengths, texts, classes = [], [], [], set()
+    for batch in make_loader(data_dir, LoaderConfig(split=split, mode="test", batch_size=64)):
+        for i, cls in enumerate(batch["class_id"].tolist()):
+            if (cls not in classes or cls < 0) and len(texts) < n:
+                classes.add(cls)
+                mels.append(batch["mel"][i, : batch["mel_lengths"][i]])
+                lengths.append(int(batch["mel_lengths"][i]))
+                texts.append(batch["text"][i])
+        if len(texts) == n:
+            break
+    mel = torch.nn.utils.rnn.pad_sequence(mels, batch_first=True).to(device)
+    return {"speech": speech_encoder(mel, torch.tensor(lengths, device=device)).float(), "text": texts}
 
 
 @torch.no_grad()

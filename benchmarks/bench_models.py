@@ -1,0 +1,121 @@
+"""Model benchmarks on this machine's CPU (or CUDA when present), each configuration in a fresh process so that
+peak memory (max RSS, or CUDA max allocated) belongs to it alone.
+
+  GAN:     one G+D training step (D phase with MA-GP, then G phase) at 32, 64 and 128 px, and the ratio of the
+           VSFM generator's step to the DF-GAN-block generator's step at the same size (the paper's fusion cost).
+  Encoder: speech-encoder training throughput (utterances/s) and peak memory.
+Usage: python benchmarks/bench_models.py [--sizes 32 64 128] [--batch 16] [--ngf 16] [--steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+
+def _peak_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gan_step(args: tuple) -> tuple[float, float]:
+    size, block, batch, ngf, steps = args
+    import torch
+
+    from s2ikit.config import GANConfig
+    from s2ikit.models.discriminator import Discriminator
+    from s2ikit.models.generator import Generator
+    from s2ikit.training.gan_loss import FusionS2iGanLoss
+
+    torch.manual_seed(0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = GANConfig(image_size=size, ngf=ngf, ndf=ngf, block=block, damsm_weight=0.0)
+    G, D = Generator(256, size, ngf, block=block).to(device), Discriminator(256, size, ngf).to(device)
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.9)), torch.optim.Adam(D.parameters(), 4e-4)
+    loss = FusionS2iGanLoss(G, D, None, cfg)
+    real = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+    s = torch.nn.functional.normalize(torch.randn(batch, 256, device=device), dim=1)
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        z = torch.randn(batch, 100, device=device)
+        d, _ = loss.discriminator_loss(real, s, z)
+        opt_d.zero_grad()
+        d.backward()
+        opt_d.step()
+        g, _ = loss.generator_loss(s, torch.zeros(batch, dtype=torch.long, device=device), z)
+        opt_g.zero_grad()
+        g.backward()
+        opt_g.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:  # the first step warms up allocators and kernels
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2], _peak_mb(device)
+
+
+def encoder_throughput(args: tuple) -> tuple[float, float]:
+    batch, steps, embed_dim = args
+    import torch
+
+    from s2ikit.models.image_encoder import ConvImageEncoder
+    from s2ikit.models.speech_encoder import SpeechEncoder
+    from s2ikit.training.encoder_loss import EncoderLoss
+
+    torch.manual_seed(0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    speech, image = SpeechEncoder(embed_dim=embed_dim).to(device), ConvImageEncoder(embed_dim).to(device)
+    loss = EncoderLoss(speech, image, torch.nn.Linear(embed_dim, 48).to(device), 10.0, 1.0)
+    params = list(speech.parameters()) + list(image.parameters())
+    opt = torch.optim.Adam(params, 1e-3)
+    lengths = torch.randint(180, 320, (batch,))
+    batch_data = {
+        "mel": torch.randn(batch, 320, 40, device=device),
+        "mel_lengths": lengths.to(device),
+        "image": torch.rand(batch, 3, 64, 64, device=device),
+        "class_id": torch.arange(batch, device=device),
+    }
+    cls = torch.arange(batch, device=device) % 48
+    start = None
+    for i in range(steps + 1):
+        if i == 1:
+            start = time.perf_counter()
+        value, _ = loss(batch_data, cls)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    return batch * steps / (time.perf_counter() - start), _peak_mb(device)
+
+
+def in_fresh_process(fn, args):
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, (args,))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--ngf", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    print(f"GAN G+D step (batch {args.batch}, ngf = ndf = {args.ngf}, median of {args.steps} steps)")
+    print(f"{'size':>5} {'VSFM s/step':>12} {'peak MB':>8} {'DF-GAN s/step':>14} {'peak MB':>8} {'VSFM/DF-GAN':>12}")
+    for size in args.sizes:
+        vsfm = in_fresh_process(gan_step, (size, "vsfm", args.batch, args.ngf, args.steps))
+        dfgan = in_fresh_process(gan_step, (size, "dfgan", args.batch, args.ngf, args.steps))
+        print(
+            f"{size:>5} {vsfm[0]:>12.3f} {vsfm[1]:>8.0f} {dfgan[0]:>14.3f} {dfgan[1]:>8.0f} {vsfm[0] / dfgan[0]:>12.2f}"
+        )
+    for embed_dim in (256, 1024):
+        rate, peak = in_fresh_process(encoder_throughput, (32, 3, embed_dim))
+        print(f"speech encoder training, embed {embed_dim}, batch 32: {rate:.1f} utterances/s, peak {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
