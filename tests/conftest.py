@@ -58,3 +58,14 @@ def reference(tmp_path_factory, tts_cache) -> Path:
     report = run(make_ctx(out, tts_cache))
     assert report.finalized
     return out
+
+
+def torchrun(args: list[str], port: int, timeout: int = 300):
+    """Run `args` under torchrun with 2 CPU processes (gloo), one thread each; returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

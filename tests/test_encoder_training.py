@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import pytest
 import torch
+from conftest import torchrun
 from typer.testing import CliRunner
 
 from s2ikit.cli import app
@@ -57,28 +56,10 @@ def test_embeddings_export_every_utterance(reference, tmp_path):
 def test_two_process_ddp_training_on_cpu(reference, tmp_path):
     run = tmp_path / "ddp"
     sets = [f"encoder.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in TINY_ENCODER.items()]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29544",
-        "-m",
-        "s2ikit",
-        "train-encoder",
-        "-d",
-        str(reference),
-        "-r",
-        str(run),
-        "--epochs",
-        "1",
-    ]
+    args = ["-m", "s2ikit", "train-encoder", "-d", str(reference), "-r", str(run), "--epochs", "1"]
     for s in sets:
-        cmd += ["--set", s]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        args += ["--set", s]
+    result = torchrun(args, port=29544)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # written once, by rank 0
     assert (run / "embeddings.h5").is_file() and (run / "checkpoints/encoder-best.pt").is_file()

@@ -1,12 +1,10 @@
 """train-gan on the tiny prepared set: it learns something, resumes exactly, guards divergence, runs under DDP."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import torchrun
 
 from s2ikit.config import EncoderConfig, GANConfig
 from s2ikit.models.discriminator import Discriminator
@@ -77,14 +75,10 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(reference, encoder_
 def test_two_process_ddp_gan_training_on_cpu(reference, encoder_run, tmp_path):
     run = tmp_path / "ddp"
     sets = ["gan.image_size=32", "gan.ngf=4", "gan.ndf=4", "gan.batch_size=2", "gan.num_workers=0", "gan.log_every=1"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29555",
-           "-m", "s2ikit", "train-gan", "--data", str(reference), "-e", str(encoder_run),
-           "-r", str(run), "--steps", "2"]  # fmt: skip
+    args = ["-m", "s2ikit", "train-gan", "-d", str(reference), "-e", str(encoder_run), "-r", str(run), "--steps", "2"]
     for s in sets:
-        cmd += ["--set", s]
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+        args += ["--set", s]
+    result = torchrun(args, port=29555)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [m["step"] for m in metrics(run)] == [1, 2]  # written by rank 0 only
     assert (run / "checkpoints/generator.pt").is_file()

@@ -1,9 +1,8 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from conftest import torchrun
 
 from s2ikit.config import LoaderConfig
 from s2ikit.data.loader import make_loader
@@ -59,19 +58,8 @@ def test_missing_shards_is_a_clear_error(tmp_path):
 
 def test_two_ddp_ranks_get_equal_batch_counts(reference, tmp_path):
     prefix = tmp_path / "rank"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        str(Path(__file__).with_name("ddp_loader_check.py")),
-        str(reference),
-        str(prefix),
-    ]
-    subprocess.run(cmd, check=True, timeout=180, capture_output=True)
+    result = torchrun([str(Path(__file__).with_name("ddp_loader_check.py")), str(reference), str(prefix)], 29533, 180)
+    assert result.returncode == 0, result.stderr[-2000:]
     ranks = [json.loads(Path(f"{prefix}.{r}.json").read_text()) for r in (0, 1)]
     # 8 train images, batch 2, 2 ranks -> 2 batches per rank, the same on both
     assert [len(r["train"]) for r in ranks] == [2, 2] == [r["num_batches"] for r in ranks]

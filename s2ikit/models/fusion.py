@@ -99,28 +99,14 @@ class VSFM(nn.Module):
         return x + fused
 
 
-class Affine(nn.Module):
-    """DF-GAN's affine transform: gamma and beta from the condition (gamma starts at 1, beta at 0)."""
-
-    def __init__(self, channels: int, cond_dim: int, hidden: int = 256):
-        super().__init__()
-        self.gamma = _mlp(cond_dim, channels, hidden)
-        self.beta = _mlp(cond_dim, channels, hidden)
-        for mlp, bias in ((self.gamma, 1.0), (self.beta, 0.0)):
-            nn.init.zeros_(mlp[-1].weight)
-            nn.init.constant_(mlp[-1].bias, bias)
-
-    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        return x * self.gamma(s)[:, :, None, None] + self.beta(s)[:, :, None, None]
-
-
 class DFGANFusion(nn.Module):
-    """DF-GAN's fusion: Affine -> LeakyReLU -> Affine -> LeakyReLU."""
+    """DF-GAN's fusion: Affine -> LeakyReLU -> Affine -> LeakyReLU. DF-GAN's affine transform (gamma and beta
+    MLPs of the condition) is the same operation as SMM's scale and shift, so SMM serves as both."""
 
     def __init__(self, channels: int, cond_dim: int, hidden: int = 256):
         super().__init__()
-        self.affine1 = Affine(channels, cond_dim, hidden)
-        self.affine2 = Affine(channels, cond_dim, hidden)
+        self.affine1 = SpeechModulation(channels, cond_dim, hidden)
+        self.affine2 = SpeechModulation(channels, cond_dim, hidden)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.affine1(x, s), 0.2)
