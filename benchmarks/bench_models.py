@@ -23,8 +23,7 @@ def _peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def gan_step(args: tuple) -> tuple[float, float]:
-    size, block, batch, ngf, steps = args
+def _gan_setup(size: int, block: str, batch: int, ngf: int):
     import torch
 
     from s2ikit.config import GANConfig
@@ -36,27 +35,51 @@ def gan_step(args: tuple) -> tuple[float, float]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = GANConfig(image_size=size, ngf=ngf, ndf=ngf, block=block, damsm_weight=0.0)
     G, D = Generator(256, size, ngf, block=block).to(device), Discriminator(256, size, ngf).to(device)
-    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.9)), torch.optim.Adam(D.parameters(), 4e-4)
+    opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), 4e-4, betas=(0.0, 0.9))
     loss = FusionS2iGanLoss(G, D, None, cfg)
     real = torch.rand(batch, 3, size, size, device=device) * 2 - 1
     s = torch.nn.functional.normalize(torch.randn(batch, 256, device=device), dim=1)
-    times = []
-    for i in range(steps + 1):
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def step() -> float:
         start = time.perf_counter()
         z = torch.randn(batch, 100, device=device)
         d, _ = loss.discriminator_loss(real, s, z)
         opt_d.zero_grad()
         d.backward()
         opt_d.step()
-        g, _ = loss.generator_loss(s, torch.zeros(batch, dtype=torch.long, device=device), z)
+        g, _ = loss.generator_loss(s, labels, z)
         opt_g.zero_grad()
         g.backward()
         opt_g.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if i:  # the first step warms up allocators and kernels
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2], _peak_mb(device)
+        return time.perf_counter() - start
+
+    return step, device
+
+
+def gan_peak(args: tuple) -> float:
+    """Peak memory of a few steps of one configuration, alone in its process."""
+    size, block, batch, ngf = args
+    step, device = _gan_setup(size, block, batch, ngf)
+    for _ in range(2):
+        step()
+    return _peak_mb(device)
+
+
+def gan_times(args: tuple) -> tuple[float, float]:
+    """Median step time of VSFM and DF-GAN, their steps interleaved in one process so drift hits both alike."""
+    size, batch, ngf, steps = args
+    vsfm, _ = _gan_setup(size, "vsfm", batch, ngf)
+    dfgan, _ = _gan_setup(size, "dfgan", batch, ngf)
+    vsfm(), dfgan()  # warm-up
+    a, b = [], []
+    for _ in range(steps):
+        a.append(vsfm())
+        b.append(dfgan())
+    return sorted(a)[len(a) // 2], sorted(b)[len(b) // 2]
 
 
 def encoder_throughput(args: tuple) -> tuple[float, float]:
@@ -104,14 +127,13 @@ def main() -> None:
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    print(f"GAN G+D step (batch {args.batch}, ngf = ndf = {args.ngf}, median of {args.steps} steps)")
+    print(f"GAN G+D step (batch {args.batch}, ngf = ndf = {args.ngf}, median of {args.steps} interleaved steps)")
     print(f"{'size':>5} {'VSFM s/step':>12} {'peak MB':>8} {'DF-GAN s/step':>14} {'peak MB':>8} {'VSFM/DF-GAN':>12}")
     for size in args.sizes:
-        vsfm = in_fresh_process(gan_step, (size, "vsfm", args.batch, args.ngf, args.steps))
-        dfgan = in_fresh_process(gan_step, (size, "dfgan", args.batch, args.ngf, args.steps))
-        print(
-            f"{size:>5} {vsfm[0]:>12.3f} {vsfm[1]:>8.0f} {dfgan[0]:>14.3f} {dfgan[1]:>8.0f} {vsfm[0] / dfgan[0]:>12.2f}"
-        )
+        t_vsfm, t_dfgan = in_fresh_process(gan_times, (size, args.batch, args.ngf, args.steps))
+        m_vsfm = in_fresh_process(gan_peak, (size, "vsfm", args.batch, args.ngf))
+        m_dfgan = in_fresh_process(gan_peak, (size, "dfgan", args.batch, args.ngf))
+        print(f"{size:>5} {t_vsfm:>12.3f} {m_vsfm:>8.0f} {t_dfgan:>14.3f} {m_dfgan:>8.0f} {t_vsfm / t_dfgan:>12.2f}")
     for embed_dim in (256, 1024):
         rate, peak = in_fresh_process(encoder_throughput, (32, 3, embed_dim))
         print(f"speech encoder training, embed {embed_dim}, batch 32: {rate:.1f} utterances/s, peak {peak:.0f} MB")

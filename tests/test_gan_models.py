@@ -111,3 +111,16 @@ def test_loss_terms_are_finite_and_reach_the_right_networks():
     g_loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
     assert "g_damsm" in g_stats
+
+
+def test_fused_vsfm_equals_the_equations_step_by_step():
+    torch.manual_seed(0)
+    vsfm = VSFM(8, 12).train()
+    for mlp in (vsfm.smm.scale, vsfm.smm.shift):
+        torch.nn.init.normal_(mlp[-1].weight)
+    torch.nn.init.normal_(vsfm.wfm.fc2.weight, std=2.0)
+    x, s = torch.randn(3, 8, 6, 6), torch.randn(3, 12)
+    fused = vsfm(x, s)
+    f1 = vsfm.bn(x)  # eq. 7 (same batch statistics)
+    expected = f1 + vsfm.wfm(vsfm.pam(f1), vsfm.smm(f1, s))  # eqs. 8-18 module by module
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)

@@ -88,6 +88,8 @@ class VSFM(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         x = self.bn(x)
+        if self.fusion == "wfm" and self.pam is not None:
+            return self._fused_pam_wfm(x, s)
         attended = self.pam(x) if self.pam is not None else x
         modulated = self.smm(x, s)
         if self.fusion == "wfm":
@@ -97,6 +99,20 @@ class VSFM(nn.Module):
         else:
             fused = attended * modulated
         return x + fused
+
+    def _fused_pam_wfm(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Eqs. 8-18 with PAM and WFM, the same arithmetic in fewer full-size passes (it is memory-bound):
+        GAP(IF) = mean(F' * PA) + WA * mean(F') + BA needs no IF map, and
+        F' + WF1 * (F' * PA) + WF2 * (F' * WA + BA) = F' * (1 + WF2 * WA + WF1 * PA) + WF2 * BA.
+        """
+        pa = self.pam.attention_map(x)  # (B, 1, H, W)
+        scale, shift = self.smm.scale(s), self.smm.shift(s)  # (B, C)
+        hw = x.shape[2] * x.shape[3]
+        pooled = torch.einsum("bchw,bhw->bc", x, pa[:, 0]) / hw + scale * x.mean(dim=(2, 3)) + shift
+        w = torch.softmax(self.wfm.fc2(F.gelu(self.wfm.fc1(pooled))).view(-1, 2, x.shape[1]), dim=1)
+        w1, w2 = w[:, 0, :, None, None], w[:, 1, :, None, None]
+        gain = torch.addcmul(1 + w2 * scale[:, :, None, None], w1, pa)  # (B, C, H, W)
+        return torch.addcmul(w2 * shift[:, :, None, None], x, gain)
 
 
 class DFGANFusion(nn.Module):
