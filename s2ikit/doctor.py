@@ -13,8 +13,8 @@ from s2ikit.tts.cache import default_cache_dir
 
 # File names torchvision and torch-fidelity give the Inception-v3 weights in the torch hub cache.
 INCEPTION_FILES = {
-    "torchvision Inception-v3 (encoder, mAP, R@k)": "inception_v3_google-",
-    "torch-fidelity Inception (FID, IS)": "weights-inception-2015-12-05-",
+    "torchvision Inception-v3 (encoder, mAP, R@k)": "inception_v3_google-0cc3c7bd.pth",
+    "torch-fidelity Inception (FID, IS)": "weights-inception-2015-12-05-6726825d.pth",
 }
 
 
@@ -73,16 +73,11 @@ def run_checks() -> list[Check]:
         )
     )
     hub = torch_hub_checkpoints()
-    for label, prefix in INCEPTION_FILES.items():
-        found = sorted(hub.glob(f"{prefix}*")) if hub.is_dir() else []
-        checks.append(
-            Check(
-                label,
-                bool(found),
-                str(found[0]) if found else f"not in {hub}",
-                f"copy the weights file into {hub} (no download needed at run time), or pass its path",
-            )
-        )
+    for label, filename in INCEPTION_FILES.items():
+        prefix = filename.rsplit("-", 1)[0]  # any hash suffix is accepted
+        found = sorted(hub.glob(f"{prefix}-*")) if hub.is_dir() else []
+        fix = f"copy {filename} into {hub} (nothing is downloaded at run time), or pass its path"
+        checks.append(Check(label, bool(found), str(found[0]) if found else f"not in {hub}", fix))
     cache = default_cache_dir()
     probe = cache if cache.exists() else Path.cwd()
     free_gb = shutil.disk_usage(probe).free / 2**30
