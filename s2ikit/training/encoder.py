@@ -7,7 +7,6 @@ RNG, epoch), checkpoints/encoder-best.pt (networks and the arguments that rebuil
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from s2ikit.training.encoder_data import EncoderData, load_encoder_data
 from s2ikit.training.encoder_loss import EncoderLoss
 from s2ikit.utils.atomic import write_json
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.jsonl import append_jsonl
 
 STATE, BEST = "checkpoints/encoder-state.pt", "checkpoints/encoder-best.pt"
 
@@ -227,7 +227,7 @@ def _train(data_dir, run_dir, config, resume, image_weights, log, info: DistInfo
                     run_dir / BEST,
                 )
         if info.is_main:
-            _append_jsonl(run_dir / "metrics.jsonl", record)
+            append_jsonl(run_dir / "metrics.jsonl", record)
             log(_format(record))
             checkpoint.save(
                 {
@@ -254,12 +254,6 @@ def _train(data_dir, run_dir, config, resume, image_weights, log, info: DistInfo
 def _tuple(state: Any) -> Any:
     """random.setstate needs tuples where the checkpoint (weights_only) holds lists."""
     return tuple(_tuple(x) for x in state) if isinstance(state, list) else state
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def _format(record: dict[str, Any]) -> str:

@@ -34,7 +34,9 @@ from s2ikit.training import checkpoint
 from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
 from s2ikit.training.encoder import load_best_encoders, to_device
 from s2ikit.training.gan_loss import FusionS2iGanLoss
+from s2ikit.utils.atomic import write_json
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.jsonl import append_jsonl
 
 STATE, GENERATOR = "checkpoints/gan-state.pt", "checkpoints/generator.pt"
 
@@ -128,7 +130,7 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_record = {"data": str(data_dir), "encoder_run": str(encoder_run), "gan": as_dict(config)}
-        (run_dir / "config.json").write_text(json.dumps(config_record, indent=2) + "\n")
+        write_json(run_dir / "config.json", config_record)
     loss = FusionS2iGanLoss(G, D, image_encoder, config)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
     fixed = _fixed_samples(data_dir, speech_encoder, info.device) if info.is_main else None
@@ -185,8 +187,7 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             done = step >= total_steps or out_of_time
             if info.is_main and (step % config.log_every == 0 or done):
                 last["seconds"] = round(time.monotonic() - started, 1)
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(last) + "\n")
+                append_jsonl(run_dir / "metrics.jsonl", last)
                 log(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
             if info.is_main and (step % config.sample_every == 0 or done):
                 _sample_grid(G_ema, fixed, config, run_dir / "samples" / f"step-{step:07d}.png")
