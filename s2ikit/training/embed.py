@@ -18,13 +18,10 @@ import h5py
 import numpy as np
 import torch
 
-from s2ikit.config import LoaderConfig
-from s2ikit.data.loader import make_loader
-from s2ikit.training.encoder import load_best_encoders, to_device
+from s2ikit.training.encoder import embed_split, load_best_encoders
 from s2ikit.utils.atomic import atomic_path
 
 
-@torch.no_grad()
 def export_embeddings(
     run_dir: str | Path, data_dir: str | Path, out: str | Path, batch_size: int = 128, image_weights: str = ""
 ) -> dict[str, int]:
@@ -38,28 +35,14 @@ def export_embeddings(
         h5.attrs["data_dir"] = str(data_dir)
         h5.attrs["encoder_epoch"] = int(ckpt["epoch"])
         for split in sorted(splits):
-            keys, embeddings, classes, image_keys, image_embeddings = [], [], [], [], []
-            seen = set()
-            loader = make_loader(data_dir, LoaderConfig(split=split, mode="test", batch_size=batch_size))
-            for batch in loader:
-                batch = to_device(batch, device)
-                embeddings.append(enc.speech(batch["mel"], batch["mel_lengths"]).float().cpu().numpy())
-                keys += [f"{k}/{int(c)}" for k, c in zip(batch["key"], batch["caption_index"])]
-                classes.append(batch["class_id"].cpu().numpy())
-                new = []  # first occurrence of each image (a batch holds several captions of one image)
-                for i, k in enumerate(batch["key"]):
-                    if k not in seen:
-                        seen.add(k)
-                        new.append(i)
-                if new:
-                    image_keys += [batch["key"][i] for i in new]
-                    image_embeddings.append(enc.image(batch["image"][new]).float().cpu().numpy())
+            emb = embed_split(enc, Path(data_dir), split, batch_size, device)
             group = h5.create_group(split)
+            keys = [f"{k}/{int(c)}" for k, c in zip(emb.keys, emb.caption_index)]
             group["keys"] = np.array(keys, dtype=h5py.string_dtype())
-            group["embeddings"] = np.concatenate(embeddings)
-            group["class_ids"] = np.concatenate(classes).astype(np.int64)
-            group["image_keys"] = np.array(image_keys, dtype=h5py.string_dtype())
-            group["image_embeddings"] = np.concatenate(image_embeddings)
+            group["embeddings"] = emb.speech.numpy()
+            group["class_ids"] = emb.class_ids.numpy().astype(np.int64)
+            group["image_keys"] = np.array(emb.image_keys, dtype=h5py.string_dtype())
+            group["image_embeddings"] = emb.images.numpy()
             counts[split] = len(keys)
     return counts
 
