@@ -87,13 +87,15 @@ def prepare(ctx: PrepareContext, options: RunOptions, console: Console | None = 
     records = ensure_index(ctx, "index" in options.force)
     units = plan_units(records, ctx.preset.prepare.shard_size)
     report = PrepareReport(out=ctx.out)
+    done: set[str] = set()  # units brought up to date by this run: no need to check them again
     if not options.finalize_only:
         mine = units if options.partition is None else partition(units, options.num_partitions, options.partition)
         report.units = len(mine)
         todo = [u for u in mine if options.force or unit_records(ctx, u) is None]
         if todo:
             report.ran = _run_with_progress(ctx, todo, options, console)
-    report.missing = [u.name for u in units if unit_records(ctx, u) is None]
+        done = {u.name for u in mine}
+    report.missing = [u.name for u in units if u.name not in done and unit_records(ctx, u) is None]
     if not report.missing and (options.partition is None or options.finalize_only):
         report.dataset = finalize(ctx, records, units)
         report.finalized = True
