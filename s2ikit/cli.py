@@ -298,3 +298,82 @@ def train_gan_command(
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
     )  # fmt: skip
     console.print(f"stopped at step {last.get('step', 0)}; generator: {run / 'checkpoints' / 'generator.pt'}")
+
+
+# ---- evaluation and generation -----------------------------------------------------------------------------
+@app.command()
+@friendly
+def evaluate(
+    run: Path = typer.Argument(..., help="A `train-gan` run folder (or its checkpoints/generator.pt)."),
+    data: Path | None = typer.Option(None, "--data", "-d", help="Prepared data set (default: the one trained on)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default: RUN/eval)."),
+    preset: str | None = typer.Option(None, "--preset", help="Preset name or .toml (default: the data set's)."),
+    overrides: list[str] | None = SET,
+    images_per_caption: int | None = typer.Option(
+        None, "--images-per-caption", min=1, help="Generated images per test caption (evaluate.images_per_caption)."
+    ),
+    inception_weights: Path | None = typer.Option(
+        None,
+        "--inception-weights",
+        help="FID/IS weights: torch-fidelity's weights-inception-2015-12-05-6726825d.pth (default: torch hub cache).",
+    ),
+    image_weights: Path | None = typer.Option(
+        None, "--image-weights", help="torchvision Inception-v3 weights for mAP/R@k (default: the torch hub cache)."
+    ),
+) -> None:
+    """Generate images for every test caption and report class accuracy, FID, IS, mAP, R@k and retrieval.
+
+    Writes RUN/eval/report.json, report.md and image grids (real image, then its generated ones). Metrics
+    whose Inception weights are missing are skipped with the reason; the rest still run.
+    Example: s2ikit evaluate runs/shapes/gan
+    """
+    from s2ikit.evaluation.evaluate import evaluate as run_evaluation
+    from s2ikit.evaluation.generation import load_bundle
+
+    data_dir = data or Path(load_bundle(run).info["data"])
+    sections = parse_overrides(overrides or [])
+    if images_per_caption is not None:
+        sections.setdefault("evaluate", {})["images_per_caption"] = images_per_caption
+    config = load_preset(preset or _dataset_name(data_dir), sections).evaluate
+    report = run_evaluation(
+        run, config, out, data_dir, str(inception_weights or ""), str(image_weights or ""),
+        log=lambda line: console.print(line, soft_wrap=True, highlight=False),
+    )  # fmt: skip
+    shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in report["class_accuracy"].items())
+    console.print(f"class accuracy of generated images: {shown}")
+    if "fid" in report:
+        console.print(f"FID {report['fid']['value']:.2f}, IS {report['inception_score']['mean']:.2f}")
+    Console().print(f"report: {Path(report['report'])}")
+
+
+@app.command()
+@friendly
+def generate(
+    run: Path = typer.Argument(..., help="A `train-gan` run folder or a generator.pt checkpoint."),
+    wav: list[Path] | None = typer.Option(None, "--wav", help="A spoken description (any sample rate). Repeatable."),
+    text: list[str] | None = typer.Option(None, "--text", help="A sentence, spoken by the data set's TTS voice."),
+    num: int = typer.Option(4, "--num", "-n", min=1, help="Images per input (different noise)."),
+    seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same pictures."),
+    out: Path = typer.Option(Path("generated.png"), "--out", "-o", help="Output grid (PNG)."),
+    tts: str | None = typer.Option(None, "--tts", help="TTS backend for --text (default: the data set's)."),
+) -> None:
+    """Turn speech into pictures: wav files, or sentences spoken by the TTS, through a trained run.
+
+    Example: s2ikit generate runs/shapes/gan --text "a large green triangle" --num 8 -o triangle.png
+    """
+    from s2ikit.evaluation.generation import embed_speech, generate_images, load_bundle, mel_of_text, mel_of_wav
+    from s2ikit.evaluation.grid import save_grid
+
+    if not wav and not text:
+        raise UserError("give at least one --wav FILE or --text SENTENCE")
+    bundle = load_bundle(run)
+    mels = [mel_of_wav(path, bundle.features) for path in wav or []]
+    labels = [path.name for path in wav or []]
+    if text:
+        mels += mel_of_text(list(text), bundle.tts, bundle.features, tts or "")
+        labels += list(text)
+    speech = embed_speech(bundle.speech_encoder, mels, bundle.device)
+    images = generate_images(bundle, speech, num, seed)
+    columns = num if num > 1 else min(8, len(labels))  # one row per input
+    save_grid(images.flatten(0, 1), [label for label in labels for _ in range(num)], out, columns)
+    Console().print(f"{out} ({len(labels)} input(s) x {num} image(s), step {bundle.info['step']})")

@@ -143,6 +143,28 @@ class GANConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    """`s2ikit evaluate`: what is generated for the test split and how it is judged (paper Sect. 5.1)."""
+
+    images_per_caption: int = 1  # generated images per test caption (CUB: 2,933 images x 10 captions ~ 30k)
+    batch_size: int = 64  # captions per generator batch
+    seed: int = 0  # z of (caption, k) is a pure function of (seed, caption row, k)
+    # Class-accuracy judge: a CNN trained on real training images at the generator's resolution.
+    judge_attributes: tuple[str, ...] = ()  # record attributes judged one by one (shapes: colour, shape, size)
+    judge_epochs: int = 15  # passes over the real images
+    judge_width: int = 32  # channels of the judge's first stage
+    judge_batch_size: int = 64
+    judge_lr: float = 2e-3
+    judge_augment: str = "flip"  # "flip" (photos) or "dihedral" (also quarter turns: shapes)
+    # S2IGAN's mAP: this many real test images per class as queries, against the images generated from
+    # those queries' own captions (CUB: 2 x 50 classes vs 1,000 generated; Oxford 2 x 20 vs 400).
+    map_queries_per_class: int = 2
+    fid_resize: int = 299  # Inception input side; recorded in the report (FID is only comparable at equal protocol)
+    inception_splits: int = 10  # IS: the generated set is split in this many parts (StackGAN's protocol)
+    grid_captions: int = 24  # test captions shown in report grids (each with its generated images and real image)
+
+
+@dataclass(frozen=True)
 class Preset:
     """Every section a preset file may hold; each command reads the sections it needs."""
 
@@ -152,6 +174,7 @@ class Preset:
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     gan: GANConfig = field(default_factory=GANConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 _SECTION_TYPES = typing.get_type_hints(Preset)

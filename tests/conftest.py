@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from s2ikit.config import load_preset
+from s2ikit.config import EncoderConfig, GANConfig, load_preset
 from s2ikit.pipelines.prepare import PrepareReport, RunOptions, prepare
 from s2ikit.pipelines.steps import PrepareContext
 
@@ -69,3 +69,28 @@ def torchrun(args: list[str], port: int, timeout: int = 300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# Tiny networks for the training and evaluation tests: seconds on CPU, on the `reference` data set.
+ENCODER = EncoderConfig(embed_dim=16, attention_hidden=8, conv_channels=(8, 8), rnn_layers=1, image_encoder="cnn",
+                        cnn_width=4, batch_size=3, epochs=1, val_fraction=0.25, num_workers=0)  # fmt: skip
+GAN = GANConfig(image_size=32, ngf=4, ndf=4, batch_size=3, num_workers=0, log_every=1, sample_every=2,
+                checkpoint_every=2, epochs=100)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def encoder_run(reference, tmp_path_factory) -> Path:
+    from s2ikit.training.encoder import train_encoder
+
+    run = tmp_path_factory.mktemp("encoder-run")
+    train_encoder(reference, run, ENCODER, log=lambda s: None)
+    return run
+
+
+@pytest.fixture(scope="session")
+def gan_run(reference, encoder_run, tmp_path_factory) -> Path:
+    from s2ikit.training.gan import train_gan
+
+    run = tmp_path_factory.mktemp("gan-run")
+    train_gan(reference, encoder_run, run, GAN, max_steps=2, log=lambda s: None)
+    return run

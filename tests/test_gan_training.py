@@ -4,27 +4,14 @@ import json
 
 import pytest
 import torch
-from conftest import torchrun
+from conftest import GAN, torchrun
 
-from s2ikit.config import EncoderConfig, GANConfig
+from s2ikit.config import GANConfig
 from s2ikit.models.discriminator import Discriminator
 from s2ikit.models.generator import Generator
 from s2ikit.training import checkpoint
-from s2ikit.training.encoder import train_encoder
 from s2ikit.training.gan import train_gan
 from s2ikit.utils.errors import UserError
-
-ENCODER = EncoderConfig(embed_dim=16, attention_hidden=8, conv_channels=(8, 8), rnn_layers=1, image_encoder="cnn",
-                        cnn_width=4, batch_size=3, epochs=1, val_fraction=0.25, num_workers=0)  # fmt: skip
-GAN = GANConfig(image_size=32, ngf=4, ndf=4, batch_size=3, num_workers=0, log_every=1, sample_every=2,
-                checkpoint_every=2, epochs=100)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def encoder_run(reference, tmp_path_factory):
-    run = tmp_path_factory.mktemp("gan-encoder")
-    train_encoder(reference, run, ENCODER, log=lambda s: None)
-    return run
 
 
 def metrics(run):

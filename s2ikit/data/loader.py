@@ -7,7 +7,7 @@ test:  shard list in order -> split_by_node -> split_by_worker -> tar to samples
        once -> batches (last one partial).
 
 A batch is a dict: image (B, 3, H, W) in [-1, 1], mel (B, T_max, n_mels) zero-padded, mel_lengths (B,),
-class_id (B,), caption_index (B,), key (list), text (list).
+class_id (B,), caption_index (B,), key (list), text (list), attributes (list of the records' attribute dicts).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def _item(sample: dict[str, Any], caption: dict[str, Any]) -> dict[str, Any]:
         "class_id": sample["meta"]["class_id"],
         "caption_index": caption["index"],
         "text": caption["text"],
+        "attributes": sample["meta"].get("attributes", {}),
     }
 
 
@@ -99,6 +100,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "caption_index": torch.tensor([item["caption_index"] for item in items], dtype=torch.long),
         "key": [item["key"] for item in items],
         "text": [item["text"] for item in items],
+        "attributes": [item["attributes"] for item in items],
     }
 
 

@@ -51,18 +51,27 @@ class ConvImageEncoder(nn.Module):
 
     def __init__(self, embed_dim: int = 1024, width: int = 16):
         super().__init__()
-        layers, channels = [], 3
-        for out in (width, width * 2, width * 4, width * 8):
-            for c_in in (channels, out):
-                layers += [nn.Conv2d(c_in, out, 3, 1, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-            layers.append(nn.MaxPool2d(2))
-            channels = out
-        self.body = nn.Sequential(*layers)
-        self.proj = nn.Linear(2 * channels, embed_dim)
+        self.body = vgg_body(width)
+        self.proj = nn.Linear(2 * width * 8, embed_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        h = self.body(images)
-        return F.normalize(self.proj(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)), dim=1)
+        return F.normalize(self.proj(mean_max_pool(self.body(images))), dim=1)
+
+
+def vgg_body(width: int) -> nn.Sequential:
+    """Four stages of two conv3x3 + BN + ReLU and a 2x2 max-pool; 8 x width channels out."""
+    layers, channels = [], 3
+    for out in (width, width * 2, width * 4, width * 8):
+        for c_in in (channels, out):
+            layers += [nn.Conv2d(c_in, out, 3, 1, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        layers.append(nn.MaxPool2d(2))
+        channels = out
+    return nn.Sequential(*layers)
+
+
+def mean_max_pool(h: torch.Tensor) -> torch.Tensor:
+    """Global average and max pooling, concatenated: (B, C, H, W) -> (B, 2C)."""
+    return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
 
 
 def find_inception_weights(explicit: str | Path = "") -> Path:

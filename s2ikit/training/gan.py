@@ -6,7 +6,8 @@ re-seeded per epoch and z comes from a generator seeded by the step, so a resume
 uninterrupted one would have done. Gradients are averaged across ranks by hand after each phase (as
 StyleGAN2-ADA does), because DDP wrappers cannot carry MA-GP's double backward.
 Run folder: config.json, metrics.jsonl, samples/step-NNNNNNN.png, checkpoints/gan-state.pt (resume) and
-checkpoints/generator.pt (EMA generator + the arguments that rebuild it).
+checkpoints/generator.pt (EMA generator + the arguments that rebuild it, the frozen speech encoder, the feature
+recipe and the TTS settings: everything `s2ikit generate` needs).
 """
 
 from __future__ import annotations
@@ -105,7 +106,16 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
     speech_encoder = encoders.speech.requires_grad_(False).eval().to(info.device)
     image_encoder = encoders.image.requires_grad_(False).eval().to(info.device)
     cond_dim = encoders.speech_args["embed_dim"]
-    data_size = json.loads((data_dir / "dataset.json").read_text())["settings"]["prepare"]["image_size"]
+    settings = json.loads((data_dir / "dataset.json").read_text())["settings"]
+    data_size = settings["prepare"]["image_size"]
+    # generator.pt carries the speech side too, so `s2ikit generate` needs nothing but that one file
+    speech_side = {
+        "speech_encoder": {k: v.cpu() for k, v in encoders.speech.state_dict().items()},
+        "speech_args": encoders.speech_args,
+        "features": settings["features"],
+        "tts": settings.get("tts"),
+        "data": str(data_dir),
+    }
     if data_size != config.image_size:  # the encoder learnt at the shards' size: show it generated images at that size
         image_encoder = nn.Sequential(nn.Upsample(size=(data_size, data_size), mode="bilinear"), image_encoder)
     g_args = generator_args(config, cond_dim)
@@ -192,7 +202,7 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             if info.is_main and (step % config.sample_every == 0 or done):
                 _sample_grid(G_ema, fixed, config, run_dir / "samples" / f"step-{step:07d}.png")
             if info.is_main and (step % config.checkpoint_every == 0 or done):
-                _save(run_dir, G, D, G_ema, opt_g, opt_d, step, g_args, encoder_run, config)
+                _save(run_dir, G, D, G_ema, opt_g, opt_d, step, g_args, encoder_run, config, speech_side)
             barrier(info)
             if out_of_time:
                 log(f"time budget of {config.time_budget_minutes} min reached at step {step}")
@@ -200,12 +210,12 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
     return last
 
 
-def _save(run_dir, G, D, G_ema, opt_g, opt_d, step, g_args, encoder_run, config) -> None:
+def _save(run_dir, G, D, G_ema, opt_g, opt_d, step, g_args, encoder_run, config, speech_side) -> None:
     state = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
              "opt_d": opt_d.state_dict(), "step": step}  # fmt: skip
     checkpoint.save(state, run_dir / STATE)
     network = {"generator": G_ema.state_dict(), "generator_args": g_args, "encoder_run": str(encoder_run),
-               "step": step, "config": as_dict(config)}  # fmt: skip
+               "step": step, "config": as_dict(config), **speech_side}  # fmt: skip
     checkpoint.save(network, run_dir / GENERATOR)
 
 

@@ -1,0 +1,273 @@
+"""`s2ikit evaluate`: generate images for every test caption with the EMA generator and measure them.
+
+One pass over the test split (every caption; `images_per_caption` images each, z a pure function of (seed,
+caption row, k)) feeds every metric at once:
+- class accuracy: the judge (`judge.py`) checks each generated image against its caption's class / attributes;
+- FID and IS (`fidelity.py`), when torch-fidelity's Inception weights are present;
+- S2IGAN's mAP and R@k (real test images as queries against generated images, cosine of torchvision
+  Inception-v3 pooled features), when torchvision's ImageNet Inception weights are present;
+- speech<->image retrieval of the trained encoders on the real test images, and caption->generated-image R@k
+  through the encoders' image side (is each caption's own picture the one its speech points to?).
+A metric whose weights are missing is skipped with the reason; the others still run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from s2ikit.config import EvaluateConfig, LoaderConfig, as_dict
+from s2ikit.data.loader import make_loader
+from s2ikit.evaluation import fidelity
+from s2ikit.evaluation.generation import GeneratorBundle, caption_noise, load_bundle
+from s2ikit.evaluation.judge import image_labels, load_or_train_judge
+from s2ikit.evaluation.retrieval import mean_average_precision, recall_at_k
+from s2ikit.training import checkpoint
+from s2ikit.utils.atomic import file_sha256
+
+
+@dataclass
+class Collected:
+    """What the pass over the test split keeps (features, not images, except the few shown in grids)."""
+
+    caption_image: list[str] = field(default_factory=list)  # image key of each generated image
+    caption_class: list[int] = field(default_factory=list)
+    caption_speech: list[torch.Tensor] = field(default_factory=list)  # speech embedding of each caption
+    generated_embedding: list[torch.Tensor] = field(default_factory=list)  # encoders' image side, per generated
+    generated_inception: list[torch.Tensor] = field(default_factory=list)  # torchvision pool features, float16
+    generated_logits: list[torch.Tensor] = field(default_factory=list)  # IS logits
+    hits: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # judge: head -> bools
+    real: dict[str, dict[str, Any]] = field(default_factory=dict)  # image key -> class, features
+    grid: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate(
+    run: str | Path,
+    config: EvaluateConfig,
+    out_dir: Path | None = None,
+    data_dir: Path | None = None,
+    fidelity_weights: str = "",
+    inception_weights: str = "",
+    device: torch.device | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bundle = load_bundle(run).to(device)
+    data_dir = Path(data_dir or bundle.info["data"])
+    run_dir = bundle.path.parent.parent
+    out_dir = Path(out_dir or run_dir / "eval")
+    dataset = json.loads((data_dir / "dataset.json").read_text())
+    size = bundle.generator.image_size
+    report: dict[str, Any] = {
+        "run": str(run_dir), "checkpoint": str(bundle.path), "step": bundle.info["step"], "data": str(data_dir),
+        "dataset": dataset["dataset"], "settings": as_dict(config), "image_size": size, "skipped": {},
+    }  # fmt: skip
+
+    judge = load_or_train_judge(data_dir, size, config, device, log)
+    tools = _Tools(bundle, device, fidelity_weights, inception_weights, report["skipped"], log)
+    tools.encoders = _load_encoders(bundle, report["skipped"])
+    log(f"generating {config.images_per_caption} image(s) per test caption at {size} px")
+    got = _generate_and_measure(bundle, data_dir, config, judge, tools)
+
+    n_generated = len(got.caption_image)
+    report["generated_images"] = n_generated
+    report["test_captions"] = n_generated // config.images_per_caption
+    report["class_accuracy"] = {h: float(torch.cat(v).float().mean()) for h, v in got.hits.items()}
+    report["judge"] = judge.info
+    if tools.fidelity is not None:
+        report["fid"], report["inception_score"] = _fidelity(got, tools, data_dir, dataset, size, config, log)
+    if tools.inception is not None:
+        report["s2igan_retrieval"] = _s2igan_retrieval(got, config)
+    if tools.encoders is not None:
+        report["encoder_retrieval"] = _encoder_retrieval(got, tools, data_dir, device)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    from s2ikit.evaluation.report import write_report
+
+    report["report"] = str(out_dir / "report.md")
+    write_report(report, got.grid, out_dir)
+    return report
+
+
+class _Tools:
+    """The optional feature extractors, each present only when its weights are."""
+
+    def __init__(self, bundle: GeneratorBundle, device, fidelity_weights, inception_weights, skipped, log):
+        self.fidelity = self.inception = self.encoders = None
+        try:
+            self.fidelity_path = fidelity.find_fidelity_weights(fidelity_weights)
+            self.fidelity = fidelity.FidelityFeatures(self.fidelity_path).to(device)
+        except FileNotFoundError as e:
+            skipped["fid"] = skipped["inception_score"] = str(e)
+        try:
+            from s2ikit.models.image_encoder import InceptionImageEncoder, find_inception_weights
+
+            self.inception = InceptionImageEncoder(find_inception_weights(inception_weights), 16).to(device)
+        except FileNotFoundError as e:
+            skipped["s2igan_retrieval"] = f"mAP and R@k use torchvision's ImageNet Inception-v3: {e}"
+        for name, reason in skipped.items():
+            log(f"skipping {name}: {reason}")
+
+
+def _load_encoders(bundle: GeneratorBundle, skipped: dict[str, str]):
+    from s2ikit.training.encoder import load_best_encoders
+    from s2ikit.utils.errors import UserError
+
+    try:
+        encoders, _ = load_best_encoders(bundle.info["encoder_run"])
+        return encoders
+    except (UserError, FileNotFoundError, TypeError) as e:
+        skipped["encoder_retrieval"] = f"the encoder run is not loadable: {e}"
+        return None
+
+
+@torch.no_grad()
+def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools: _Tools) -> Collected:
+    got, row, device = Collected(), 0, bundle.device
+    loader = make_loader(data_dir, LoaderConfig(split="test", mode="test", batch_size=config.batch_size))
+    for batch in loader:
+        n, k = len(batch["key"]), config.images_per_caption
+        speech = bundle.speech_encoder(batch["mel"].to(device), batch["mel_lengths"].to(device)).float()
+        rows = list(range(row, row + n))
+        row += n
+        images = torch.stack(
+            [
+                bundle.generator(caption_noise(config.seed, rows, j, bundle.generator.z_dim).to(device), speech)
+                for j in range(k)
+            ],
+            dim=1,
+        ).flatten(0, 1)  # fmt: skip  (n * k, 3, S, S): the k images of caption 0, then caption 1, ...
+        labels = [image_labels(int(c), a, judge.vocab.keys()) for c, a in zip(batch["class_id"], batch["attributes"])]
+        for head, ok in judge.correct(images, [lab for lab in labels for _ in range(k)]).items():
+            got.hits.setdefault(head, []).append(ok)
+        got.caption_image += [key for key in batch["key"] for _ in range(k)]
+        got.caption_class += [int(c) for c in batch["class_id"] for _ in range(k)]
+        got.caption_speech.append(speech.cpu())
+        if tools.fidelity is not None:
+            pool, logits = tools.fidelity(images)
+            tools.fid = getattr(tools, "fid", None) or fidelity.FrechetDistance()
+            tools.fid.update(pool, real=False)
+            got.generated_logits.append(logits.cpu())
+        if tools.inception is not None:
+            got.generated_inception.append(tools.inception.features(images).half().cpu())
+        if tools.encoders is not None:
+            got.generated_embedding.append(tools.encoders.image.to(device)(_to_size(images, tools)).float().cpu())
+        _collect_real(got, batch, tools, device)
+        for i in range(n):
+            if len(got.grid) < config.grid_captions:
+                got.grid.append(
+                    {
+                        "text": batch["text"][i],
+                        "real": batch["image"][i],
+                        "generated": images[i * k : (i + 1) * k].cpu(),
+                    }
+                )
+    return got
+
+
+def _to_size(images: torch.Tensor, tools: _Tools) -> torch.Tensor:
+    """The encoders learnt at the shards' size; show them generated images at that size (as train-gan does)."""
+    size = getattr(tools, "data_size", None)
+    if size and images.shape[-1] != size:
+        return F.interpolate(images, size=(size, size), mode="bilinear")
+    return images
+
+
+def _collect_real(got: Collected, batch, tools: _Tools, device) -> None:
+    tools.data_size = batch["image"].shape[-1]
+    new = []
+    for i, key in enumerate(batch["key"]):
+        if key not in got.real:
+            got.real[key] = {"class": int(batch["class_id"][i])}
+            new.append(i)
+    if not new:
+        return
+    images = batch["image"][new].to(device)
+    if tools.inception is not None:
+        for i, feats in zip(new, tools.inception.features(images).half().cpu()):
+            got.real[batch["key"][i]]["inception"] = feats
+    if tools.encoders is not None:
+        for i, emb in zip(new, tools.encoders.image(images).float().cpu()):
+            got.real[batch["key"][i]]["embedding"] = emb
+
+
+def _fidelity(got, tools: _Tools, data_dir, dataset, size, config, log) -> tuple[dict, dict]:
+    ref = fidelity.reference_path(data_dir, dataset["dataset"], file_sha256(data_dir / "dataset.json"), "test", size)
+    fid = tools.fid
+    if ref.is_file():
+        fid.load_real_statistics(checkpoint.load(ref))
+    else:
+        log(f"fid ref: real test images at {size} px -> {ref}")
+        device = next(tools.fidelity.parameters()).device
+        loader = make_loader(data_dir, LoaderConfig(split="test", mode="test", batch_size=64))
+        seen: set[str] = set()
+        for batch in loader:
+            rows = [i for i, key in enumerate(batch["key"]) if key not in seen and not seen.add(key)]
+            if rows:
+                real = (
+                    F.interpolate(batch["image"][rows], size=(size, size), mode="area")
+                    if batch["image"].shape[-1] > size
+                    else batch["image"][rows]
+                )
+                fid.update(tools.fidelity(real.to(device))[0], real=True)
+        checkpoint.save(fid.real_statistics(), ref)
+    real_n = int(fid.metric.real_features_num_samples)
+    fid_report = {"value": fid.compute(), "real_images": real_n, "generated_images": len(got.caption_image),
+                  "extractor": fidelity.EXTRACTOR, "weights": str(tools.fidelity_path), "protocol": fidelity.PROTOCOL,
+                  "real_resized_to": size, "reference": str(ref)}  # fmt: skip
+    mean, std = fidelity.inception_score(got.generated_logits, config.inception_splits, config.seed)
+    is_report = {"mean": mean, "std": std, "splits": config.inception_splits, "images": len(got.caption_image),
+                 "extractor": fidelity.EXTRACTOR}  # fmt: skip
+    return fid_report, is_report
+
+
+def _s2igan_retrieval(got: Collected, config: EvaluateConfig) -> dict[str, Any]:
+    """S2IGAN: real test images as queries, generated images as the gallery, cosine of Inception pool features."""
+    gallery = F.normalize(torch.cat(got.generated_inception).float(), dim=1)
+    keys = list(got.real)
+    queries = F.normalize(torch.stack([got.real[k]["inception"] for k in keys]).float(), dim=1)
+    image_of = got.caption_image
+    own = torch.tensor([[g == k for g in image_of] for k in keys])
+    out: dict[str, Any] = {"queries": len(keys), "gallery": len(image_of)}
+    out.update({f"R@{k}": v for k, v in recall_at_k(queries @ gallery.T, own).items()})
+    if min(got.caption_class) >= 0:  # mAP: a few queries per class against their own captions' images
+        per_class: dict[int, list[int]] = {}
+        for i, k in enumerate(keys):
+            per_class.setdefault(got.real[k]["class"], []).append(i)
+        chosen = sorted(i for rows in per_class.values() for i in rows[: config.map_queries_per_class])
+        chosen_keys = {keys[i] for i in chosen}
+        cols = [j for j, k in enumerate(image_of) if k in chosen_keys]
+        q_class = torch.tensor([got.real[keys[i]]["class"] for i in chosen])
+        g_class = torch.tensor([got.caption_class[j] for j in cols])
+        sim = queries[chosen] @ gallery[cols].T
+        out["mAP"] = mean_average_precision(sim, q_class[:, None] == g_class[None, :])
+        out["mAP_queries"], out["mAP_gallery"] = len(chosen), len(cols)
+    return out
+
+
+def _encoder_retrieval(got: Collected, tools: _Tools, data_dir: Path, device) -> dict[str, Any]:
+    from s2ikit.evaluation.retrieval import cross_modal_retrieval
+
+    keys = list(got.real)
+    position = {k: i for i, k in enumerate(keys)}
+    speech = torch.cat(got.caption_speech)
+    caption_keys = got.caption_image[:: len(got.caption_image) // speech.shape[0]]
+    real = cross_modal_retrieval(
+        speech,
+        torch.tensor([position[k] for k in caption_keys]),
+        torch.tensor([got.real[k]["class"] for k in caption_keys]),
+        torch.stack([got.real[k]["embedding"] for k in keys]),
+        torch.tensor([got.real[k]["class"] for k in keys]),
+    )
+    generated = torch.cat(got.generated_embedding)
+    per_caption = generated.shape[0] // speech.shape[0]
+    own = torch.arange(speech.shape[0])[:, None] == (torch.arange(generated.shape[0]) // per_caption)[None, :]
+    recall = recall_at_k(speech @ generated.T, own, (1, 5, 10))
+    return {"real_test_images": real, "caption_to_generated": {f"R@{k}": v for k, v in recall.items()}}

@@ -1,0 +1,129 @@
+"""From speech to pictures with a trained run: load the generator bundle, embed speech, draw images.
+
+`checkpoints/generator.pt` (written by `train-gan`) holds the EMA generator, the frozen speech encoder, the
+log-mel recipe and the TTS settings of the data set, so a wav file or a sentence becomes speech features
+exactly as the training captions did: TTS (for text) -> resample to the feature rate -> 16-bit (as stored in
+the shards) -> log-mel -> speech encoder -> generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from s2ikit.audio.codec import from_int16, load_audio, resample, to_int16
+from s2ikit.audio.features import log_mel
+from s2ikit.config import FeatureConfig, TTSConfig, build_section
+from s2ikit.models.generator import Generator
+from s2ikit.models.speech_encoder import SpeechEncoder
+from s2ikit.training import checkpoint
+from s2ikit.utils.errors import SampleError, UserError
+
+GENERATOR_FILE = Path("checkpoints") / "generator.pt"
+
+
+@dataclass
+class GeneratorBundle:
+    generator: Generator  # the EMA generator, eval mode
+    speech_encoder: SpeechEncoder
+    features: FeatureConfig
+    tts: TTSConfig | None  # how the data set's captions were spoken; None for recorded-speech data sets
+    path: Path
+    info: dict[str, Any]  # step, data folder, encoder run
+
+    def to(self, device: torch.device) -> GeneratorBundle:
+        self.generator.to(device), self.speech_encoder.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+
+def resolve_checkpoint(run_or_file: str | Path) -> Path:
+    path = Path(run_or_file)
+    if path.is_dir():
+        path = path / GENERATOR_FILE
+        if not path.is_file():
+            raise UserError(f"{path}: missing; is {run_or_file} a `s2ikit train-gan` run that saved a checkpoint?")
+    return path
+
+
+def load_bundle(run_or_file: str | Path) -> GeneratorBundle:
+    """A `train-gan` run folder or its `generator.pt` (copied anywhere)."""
+    path = resolve_checkpoint(run_or_file)
+    ckpt = checkpoint.load(path)
+    if "speech_encoder" not in ckpt:
+        raise UserError(f"{path}: a generator checkpoint without its speech encoder (made before s2ikit 0.2)")
+    generator = Generator(**ckpt["generator_args"])
+    generator.load_state_dict(ckpt["generator"])
+    args = ckpt["speech_args"]
+    speech = SpeechEncoder(**{**args, "conv_channels": tuple(args["conv_channels"])})
+    speech.load_state_dict(ckpt["speech_encoder"])
+    features = build_section(FeatureConfig, ckpt["features"], f"{path} features")
+    tts = build_section(TTSConfig, ckpt["tts"], f"{path} tts") if ckpt.get("tts") else None
+    info = {k: ckpt.get(k) for k in ("step", "data", "encoder_run")}
+    return GeneratorBundle(generator.eval(), speech.eval(), features, tts, path, info)
+
+
+def mel_of_wav(path: str | Path, features: FeatureConfig) -> np.ndarray:
+    """Any sample rate and channel count -> log-mel, through 16-bit PCM as the shards store speech."""
+    try:
+        audio = load_audio(path, features.sample_rate)
+    except SampleError as e:
+        raise UserError(str(e)) from None
+    return log_mel(from_int16(to_int16(audio)), features)
+
+
+def mel_of_text(texts: list[str], tts: TTSConfig | None, features: FeatureConfig, backend: str = "") -> list:
+    """Speak each sentence with the data set's TTS voice (at the neutral speaking rate) -> log-mels."""
+    from s2ikit.tts import SynthesisParams, load_backend
+
+    if tts is None:
+        tts = TTSConfig()  # a recorded-speech data set: the default offline voice
+    if backend:
+        tts = dataclasses.replace(tts, backend=backend)
+    voice = load_backend(tts)
+    params = SynthesisParams(length_scale=1.0, noise_scale=tts.noise_scale, noise_w=tts.noise_w)
+    mels = []
+    for text in texts:
+        if not text.strip():
+            raise UserError("--text: empty sentence")
+        wave = resample(voice.synthesize(text.strip(), params), voice.sample_rate, features.sample_rate)
+        mels.append(log_mel(from_int16(to_int16(wave)), features))
+    return mels
+
+
+@torch.no_grad()
+def embed_speech(encoder: nn.Module, mels: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    lengths = torch.tensor([m.shape[0] for m in mels])
+    padded = nn.utils.rnn.pad_sequence([torch.from_numpy(m.astype(np.float32)) for m in mels], batch_first=True)
+    return encoder(padded.to(device), lengths.to(device)).float()
+
+
+def caption_noise(seed: int, rows: list[int], k: int, z_dim: int) -> torch.Tensor:
+    """z for the k-th image of each caption row: a pure function of (seed, row, k), whatever the batching."""
+    return torch.stack(
+        [
+            torch.randn(z_dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + row * 1_009 + k))
+            for row in rows
+        ]
+    )
+
+
+@torch.no_grad()
+def generate_images(bundle: GeneratorBundle, speech: torch.Tensor, num: int, seed: int) -> torch.Tensor:
+    """(N, D) speech embeddings -> (N, num, 3, S, S) images in [-1, 1]."""
+    device = bundle.device
+    rows = list(range(speech.shape[0]))
+    images = [
+        bundle.generator(caption_noise(seed, rows, k, bundle.generator.z_dim).to(device), speech.to(device))
+        for k in range(num)
+    ]
+    return torch.stack(images, dim=1)
