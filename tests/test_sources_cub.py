@@ -184,3 +184,28 @@ def test_a_malicious_pickle_is_refused_and_never_run(tmp_path):
     assert not marker.exists()
     pickle.loads(pickle.dumps([Exploit(marker)]))  # the same bytes would have run the command
     assert marker.exists()
+
+
+def test_malformed_tables_name_the_file_and_line(tmp_path):
+    write_cub(tmp_path)
+    labels = tmp_path / "CUB_200_2011/image_class_labels.txt"
+    labels.write_text(labels.read_text().replace("2 1\n", "2 one\n"))
+    with pytest.raises(UserError, match=r"image_class_labels.txt:2: 'one' is not a number"):
+        cub(tmp_path).index()
+    labels.write_text(labels.read_text().replace("2 one\n", "2 7\n"))
+    with pytest.raises(UserError, match=r"image_class_labels.txt: image 2 has class 7, not in classes.txt"):
+        cub(tmp_path).index()
+
+
+def test_split_lists_must_be_plain_lists_of_names(tmp_path):
+    from s2ikit.data.safe_pickle import load_name_list
+
+    path = tmp_path / "filenames.pickle"
+    path.write_bytes(py2_pickle(["001.Red_bird/Red_bird_0001_101", "caf\xe9"]))  # Python 2 str is latin-1 bytes
+    assert load_name_list(path) == ["001.Red_bird/Red_bird_0001_101", "caf\xe9"]
+    path.write_bytes(pickle.dumps({"not": "a list"}))
+    with pytest.raises(UserError, match="expected a pickled list of file names, found dict"):
+        load_name_list(path)
+    path.write_bytes(b"\x80\x02]q\x00(U\x05ab")  # cut short
+    with pytest.raises(UserError, match="not a plain-data pickle"):
+        load_name_list(path)

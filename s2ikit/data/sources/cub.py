@@ -87,7 +87,9 @@ class CUBSource:
         if path is not None and not path.is_file():
             raise UserError(f"{path}: missing (--test-classes / cub.test_classes)")
 
-    def _splits(self, root: Path, classes: dict[int, str], stems: dict[int, str], labels: dict[int, int]):
+    def _splits(
+        self, root: Path, classes: dict[int, str], stems: dict[int, str], labels: dict[int, int]
+    ) -> tuple[dict[int, str | None], str]:
         """image id -> split, and which split source decided it."""
         if (root / PICKLES["train"]).is_file():
             owner: dict[str, str] = {}
@@ -101,7 +103,7 @@ class CUBSource:
         if path is not None:
             by_name = {name: cid for cid, name in classes.items()}
             test = set()
-            for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
                 name = line.strip()
                 if not name:
                     continue
@@ -114,8 +116,8 @@ class CUBSource:
                 f"birds/{{train,test}}/filenames.pickle: results are NOT comparable with the paper's"
             )
             return {i: "test" if labels[i] in test else "train" for i in stems}, "test-classes"
-        rows = read_table(root / META / "train_test_split.txt", 2)
-        is_train = {int(i): flag == "1" for i, flag in rows}
+        rows = read_table(root / META / "train_test_split.txt", 2, numeric=2)
+        is_train = {int(float(i)): flag == "1" for i, flag in rows}
         self.notes.append(
             f"cub: StackGAN's birds/{{train,test}}/filenames.pickle not found, using {META}/train_test_split.txt "
             "(every class in both splits, not the unseen-class split): results are NOT comparable with the "
@@ -126,14 +128,22 @@ class CUBSource:
     def index(self) -> list[Record]:
         root = check_layout(self.root, self.manifest)
         self.notes, self.left_out = [], []
-        classes = {int(i): name for i, name in read_table(root / META / "classes.txt", 2)}
-        paths = {int(i): path for i, path in read_table(root / META / "images.txt", 2)}
-        labels = {int(i): int(c) for i, c in read_table(root / META / "image_class_labels.txt", 2)}
-        boxes = {int(r[0]): [int(float(v)) for v in r[1:]] for r in read_table(root / META / "bounding_boxes.txt", 5)}
-        for name, table in (("image_class_labels.txt", labels), ("bounding_boxes.txt", boxes)):
-            missing = next((i for i in paths if i not in table), None)
+        table = root / META
+        classes = {int(float(i)): name for i, name in read_table(table / "classes.txt", 2, numeric=1)}
+        paths = {int(float(i)): path for i, path in read_table(table / "images.txt", 2, numeric=1)}
+        labels = {int(float(i)): int(float(c)) for i, c in read_table(table / "image_class_labels.txt", 2, 2)}
+        boxes = {
+            int(float(r[0])): [int(float(v)) for v in r[1:]] for r in read_table(table / "bounding_boxes.txt", 5, 5)
+        }
+        for name, rows in (("image_class_labels.txt", labels), ("bounding_boxes.txt", boxes)):
+            missing = next((i for i in paths if i not in rows), None)
             if missing is not None:
-                raise UserError(f"{root / META / name}: no row for image {missing} ({paths[missing]})")
+                raise UserError(f"{table / name}: no row for image {missing} ({paths[missing]})")
+        unknown = next((i for i in paths if labels[i] not in classes), None)
+        if unknown is not None:
+            raise UserError(
+                f"{table / 'image_class_labels.txt'}: image {unknown} has class {labels[unknown]}, not in classes.txt"
+            )
         stems = {i: PurePosixPath(p).stem for i, p in paths.items()}
         split_of, source = self._splits(root, classes, stems, labels)
         keys = dict(zip(paths, make_keys([stems[i] for i in paths])))

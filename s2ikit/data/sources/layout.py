@@ -89,8 +89,9 @@ def file_stamps(root: Path, paths: Iterable[str]) -> dict[str, list[int] | None]
     return stamps
 
 
-def read_table(path: Path, fields: int) -> list[list[str]]:
-    """Whitespace-separated rows of at least `fields` columns (the rest joined into the last one)."""
+def read_table(path: Path, fields: int, numeric: int = 0) -> list[list[str]]:
+    """Whitespace-separated rows of at least `fields` columns (the rest joined into the last one); the first
+    `numeric` columns must be numbers."""
     rows = []
     try:
         text = path.read_text(encoding="utf-8")
@@ -102,8 +103,19 @@ def read_table(path: Path, fields: int) -> list[list[str]]:
         parts = line.split(maxsplit=fields - 1)
         if len(parts) < fields:
             raise UserError(f"{path}:{line_no}: expected {fields} columns, found {len(parts)}: {line.strip()!r}")
+        bad = next((v for v in parts[:numeric] if not _is_number(v)), None)
+        if bad is not None:
+            raise UserError(f"{path}:{line_no}: '{bad}' is not a number")
         rows.append(parts)
     return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_caption_lines(path: Path, limit: int) -> list[str]:
