@@ -98,3 +98,13 @@ def test_missing_split_list_names_both_places_looked(tmp_path):
     (tmp_path / "Flickr8k_text").rename(tmp_path / "elsewhere")
     with pytest.raises(UserError, match=r"Flickr_8k.trainImages.txt: missing \(also looked in .*Flickr8k_text\)"):
         get_source("flickr8k", load_preset("flickr8k"), tmp_path).check()
+
+
+def test_a_moved_root_reindexes_but_redoes_no_work(tmp_path):
+    write_flickr8k(tmp_path / "a")
+    out = tmp_path / "out"
+    first = run(source_ctx("flickr8k", tmp_path / "a", out, tmp_path / "cache"))
+    assert first.ran["speech"] == 2
+    (tmp_path / "a").rename(tmp_path / "b")  # records hold paths relative to the root
+    again = run(source_ctx("flickr8k", tmp_path / "b", out, tmp_path / "cache"))
+    assert again.finalized and not any(again.ran.values())
