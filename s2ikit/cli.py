@@ -188,6 +188,142 @@ def prepare_shapes(
     )
 
 
+ROOT = typer.Option(
+    ...,
+    "--root",
+    exists=True,
+    file_okay=False,
+    help="The data set's folder as downloaded (layout: README, 'Data sets').",
+)
+LIMIT = typer.Option(None, "--limit", min=1, help="Only the first N images of each split: a quick first try.")
+
+
+@prepare_app.command("cub")
+@friendly
+def prepare_cub(
+    root: Path = ROOT,
+    out: Path = OUT,
+    preset: str | None = PRESET,
+    overrides: list[str] | None = SET,
+    workers: int = WORKERS,
+    num_partitions: int = PARTITIONS,
+    partition: int | None = PARTITION,
+    finalize: bool = FINALIZE,
+    force: list[str] | None = FORCE,
+    cache_dir: Path | None = CACHE,
+    image_size: int | None = IMAGE_SIZE,
+    tts: str | None = TTS,
+    limit: int | None = LIMIT,
+    test_classes: Path | None = typer.Option(
+        None, "--test-classes", help="Test class names, one per line; used only without StackGAN's pickles."
+    ),
+    bbox_crop: bool | None = typer.Option(
+        None, "--bbox-crop/--no-bbox-crop", help="Crop around the bird's bounding box first (default: on)."
+    ),
+) -> None:
+    """CUB-200-2011 birds with Reed et al.'s captions (10 per image), spoken by TTS: 117,880 captions.
+
+    The split is StackGAN's (birds/{train,test}/filenames.pickle, 150/50 unseen classes) when present.
+
+    Example: s2ikit prepare cub --root data/cub --out runs/cub/data --workers 16 --limit 20
+    """
+    extra = {
+        "cub.limit": limit,
+        "cub.bbox_crop": bbox_crop,
+        "cub.test_classes": test_classes and str(test_classes.resolve()),
+    }
+    run_prepare(
+        "cub", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, cache_dir,
+        extra | {"prepare.image_size": image_size, "tts.backend": tts},
+    )  # fmt: skip
+
+
+@prepare_app.command("oxford")
+@friendly
+def prepare_oxford(
+    root: Path = ROOT,
+    out: Path = OUT,
+    preset: str | None = PRESET,
+    overrides: list[str] | None = SET,
+    workers: int = WORKERS,
+    num_partitions: int = PARTITIONS,
+    partition: int | None = PARTITION,
+    finalize: bool = FINALIZE,
+    force: list[str] | None = FORCE,
+    cache_dir: Path | None = CACHE,
+    image_size: int | None = IMAGE_SIZE,
+    tts: str | None = TTS,
+    limit: int | None = LIMIT,
+) -> None:
+    """Oxford-102 flowers with Reed et al.'s captions (10 per image), spoken by TTS: 81,890 captions.
+
+    The split is StackGAN's (flowers/{train,test}/filenames.pickle, 82/20 unseen classes) when present.
+
+    Example: s2ikit prepare oxford --root data/oxford --out runs/oxford/data --workers 16 --limit 20
+    """
+    run_prepare(
+        "oxford", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, cache_dir,
+        {"oxford.limit": limit, "prepare.image_size": image_size, "tts.backend": tts},
+    )  # fmt: skip
+
+
+@prepare_app.command("flickr8k")
+@friendly
+def prepare_flickr8k(
+    root: Path = ROOT,
+    out: Path = OUT,
+    preset: str | None = PRESET,
+    overrides: list[str] | None = SET,
+    workers: int = WORKERS,
+    num_partitions: int = PARTITIONS,
+    partition: int | None = PARTITION,
+    finalize: bool = FINALIZE,
+    force: list[str] | None = FORCE,
+    image_size: int | None = IMAGE_SIZE,
+    limit: int | None = LIMIT,
+) -> None:
+    """Flickr8k with the Flickr Audio Caption Corpus: 5 recorded utterances per image (no TTS).
+
+    Example: s2ikit prepare flickr8k --root data/flickr8k --out runs/flickr8k/data --workers 4
+    """
+    run_prepare(
+        "flickr8k", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, None,
+        {"flickr8k.limit": limit, "prepare.image_size": image_size},
+    )  # fmt: skip
+
+
+@prepare_app.command("places")
+@friendly
+def prepare_places(
+    root: Path = ROOT,
+    out: Path = OUT,
+    metadata: Path | None = typer.Option(
+        None, "--metadata", help="Places Audio Caption metadata JSON (default: places.metadata under --root)."
+    ),
+    preset: str | None = PRESET,
+    overrides: list[str] | None = SET,
+    workers: int = WORKERS,
+    num_partitions: int = PARTITIONS,
+    partition: int | None = PARTITION,
+    finalize: bool = FINALIZE,
+    force: list[str] | None = FORCE,
+    image_size: int | None = IMAGE_SIZE,
+    limit: int | None = LIMIT,
+) -> None:
+    """Places-subset: Places Audio Caption utterances of 7 indoor classes, 1 per image (recorded, no TTS).
+
+    Example: s2ikit prepare places --root data/places --out runs/places/data --workers 4
+    """
+    extra = {
+        "places.metadata": metadata and str(metadata.resolve()),
+        "places.limit": limit,
+        "prepare.image_size": image_size,
+    }
+    run_prepare(
+        "places", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, None, extra
+    )
+
+
 def main() -> None:
     app()
 

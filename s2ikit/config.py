@@ -80,6 +80,57 @@ class ShapesConfig:
 
 
 @dataclass(frozen=True)
+class CUBConfig:
+    """CUB-200-2011 with Reed et al.'s captions, read from --root (layout in data_manifests/cub.toml)."""
+
+    captions_per_image: int = 10  # first N lines of each caption file; Reed et al. wrote 10 per image
+    # Crop around the bird's bounding box first, as AttnGAN/S2IGAN do: a square of half-side 0.75 x the
+    # box's longer side, centred on the box, clamped to the image.
+    bbox_crop: bool = True
+    # Used only without StackGAN's birds/{train,test}/filenames.pickle: a file naming the test classes
+    # (one per line, "001.Black_footed_Albatross" or its number in classes.txt), relative to --root or
+    # absolute. Empty: CUB's own train_test_split.txt (every class in both splits; not the paper's split).
+    test_classes: str = ""
+    limit: int = 0  # keep only the first N images of each split (a quick first try); 0 = all
+
+
+@dataclass(frozen=True)
+class OxfordConfig:
+    """Oxford-102 flowers with Reed et al.'s captions, read from --root (layout in data_manifests/oxford.toml)."""
+
+    captions_per_image: int = 10  # first N lines of each caption file; Reed et al. wrote 10 per image
+    limit: int = 0  # keep only the first N images of each split; 0 = all
+
+
+@dataclass(frozen=True)
+class Flickr8kConfig:
+    """Flickr8k images with the Flickr Audio Caption Corpus's recorded speech (5 utterances per image)."""
+
+    # Flickr8k's 1,000 dev images: "none" leaves them out (S2IGAN trains on train and tests on test; the
+    # encoder carves its validation set out of train), "train" adds them to the training split.
+    dev_split: str = "none"
+    limit: int = 0  # keep only the first N images of each split; 0 = all
+
+
+@dataclass(frozen=True)
+class PlacesConfig:
+    """Places-subset: Places Audio Caption utterances whose Places205 image is in one of `classes`."""
+
+    # Paths relative to --root (or absolute). The metadata JSON's "wav" entries are relative to audio_root,
+    # its "image" entries (e.g. "b/bedroom/gsun_x.jpg") relative to image_root.
+    metadata: str = "PlacesAudio_400k_distro/metadata/train.json"
+    audio_root: str = "PlacesAudio_400k_distro"
+    image_root: str = "images256"
+    classes: tuple[str, ...] = (
+        "bedroom", "dinette", "dining_room", "home_office", "hotel_room", "kitchenette", "living_room",
+    )  # fmt: skip
+    # S2IGAN's subset split is not published: each image goes to test when a hash of its path falls below
+    # this fraction (stable across runs and machines). 2,870 / 13,803 pairs in the paper is 0.208.
+    test_fraction: float = 0.208
+    limit: int = 0  # keep only the first N images of each split; 0 = all
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
     """Speech-encoder pretraining (S2IGAN's speech embedding network against an image encoder)."""
 
@@ -172,6 +223,10 @@ class Preset:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    cub: CUBConfig = field(default_factory=CUBConfig)
+    oxford: OxfordConfig = field(default_factory=OxfordConfig)
+    flickr8k: Flickr8kConfig = field(default_factory=Flickr8kConfig)
+    places: PlacesConfig = field(default_factory=PlacesConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     gan: GANConfig = field(default_factory=GANConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

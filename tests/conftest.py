@@ -94,3 +94,76 @@ def gan_run(reference, encoder_run, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("gan-run")
     train_gan(reference, encoder_run, run, GAN, max_steps=2, log=lambda s: None)
     return run
+
+
+# ---- miniature copies of the real data sets' layouts (tests/test_sources_*.py) ----------------------------
+def write_jpeg(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (24, 16), box=None, inner=None):
+    """A small solid JPEG; `box` (left, top, right, bottom) filled with `inner` when given."""
+    from PIL import Image, ImageDraw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    if box is not None:
+        ImageDraw.Draw(image).rectangle(box, fill=inner)
+    image.save(path, format="JPEG", quality=95)
+
+
+def write_tone(path: Path, hz: float, seconds: float, rate: int = 16000) -> None:
+    """A 16-bit WAV holding one sine tone: its pitch tells which recording a stored utterance came from."""
+    import numpy as np
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(rate * seconds)) / rate
+    sf.write(path, 0.5 * np.sin(2 * np.pi * hz * t), rate, subtype="PCM_16")
+
+
+def py2_pickle(strings: list[str]) -> bytes:
+    """A list of str as Python 2's pickle.dump(..., protocol=2) writes it (StackGAN's filenames.pickle):
+    SHORT_BINSTRING opcodes (Python 2 str = bytes), which Python 3 cannot produce itself."""
+    out = bytearray(b"\x80\x02]q\x00(")
+    for i, s in enumerate(strings, 1):
+        data = s.encode("latin1")
+        out += b"U" + bytes([len(data)]) + data + b"q" + bytes([i])
+    return bytes(out + b"e.")
+
+
+def source_ctx(dataset: str, root: Path, out: Path, cache: Path, **sections: dict) -> PrepareContext:
+    """A small preparation of a data set at `root`: 16-px images, 2 images a shard, one speaking rate."""
+    overrides = {"prepare": {"shard_size": 2, "image_size": 16}, "tts": {"length_scales": "1.0"}}
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return PrepareContext(out=out, dataset=dataset, preset=load_preset(dataset, overrides), root=root, cache_dir=cache)
+
+
+def shard_samples(out: Path) -> dict[str, dict]:
+    """Every sample of every shard: key -> {"meta": json, "image": PIL image, "audio": [(pcm, rate), ...]}."""
+    import io
+    import json
+    import tarfile
+
+    from PIL import Image
+
+    from s2ikit.audio.codec import decode_flac
+
+    samples = {}
+    for path in sorted((out / "shards").rglob("*.tar")):
+        with tarfile.open(path) as tar:
+            members = {name: tar.extractfile(name).read() for name in tar.getnames()}
+        for name, data in members.items():
+            if name.endswith(".json"):
+                meta = json.loads(data)
+                key = meta["key"]
+                image_name = next(n for n in members if n.startswith(key + ".") and n.endswith((".jpg", ".png")))
+                samples[key] = {
+                    "meta": meta,
+                    "image": Image.open(io.BytesIO(members[image_name])).convert("RGB"),
+                    "audio": [decode_flac(members[f"{key}.c{c['index']:02d}.flac"]) for c in meta["captions"]],
+                }
+    return samples
+
+
+def failures(out: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]

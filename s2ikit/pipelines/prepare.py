@@ -5,7 +5,8 @@ Output folder layout:
     work/<step>/<unit>.{npz,json}     intermediate outputs and the records of what produced them
     shards/<split>/shard-NNNNNN.tar   WebDataset shards; sizes.json beside them
     dataset.json                      classes, counts, settings and versions (written by finalize)
-    failures.jsonl                    every skipped sample or caption with the step and the reason
+    failures.jsonl                    every skipped image (also those left out at index time) or caption, with the
+                                      step and the reason
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,19 +55,29 @@ class PrepareReport:
     seconds: float = 0.0
 
 
-def ensure_index(ctx: PrepareContext, force: bool) -> list[Record]:
-    """The index, rebuilt only when the source's identity changed (or forced)."""
+def ensure_index(ctx: PrepareContext, force: bool, warn: Callable[[str], None] = lambda line: None) -> list[Record]:
+    """The index, rebuilt only when the source's identity changed (or forced). The source's warnings are kept
+    in the index's record and passed to `warn` on every run, so a reused index still says them."""
     source = get_source(ctx.dataset, ctx.preset, ctx.root)
     path, rec_path = ctx.out / "index.jsonl", ctx.out / "work" / "index.json"
     expected = fingerprint({"step": "index", "version": INDEX_VERSION, "source": source.identity()})
     if not force and path.is_file() and rec_path.is_file():
         try:
-            if read_json(rec_path).get("fingerprint") == expected:
+            rec = read_json(rec_path)
+            if rec.get("fingerprint") == expected:
+                for line in rec.get("notes", []):
+                    warn(line)
                 return read_index(path)
         except ValueError:
             pass
     source.check()
     records = source.index()
+    notes = list(source.notes)
+    if source.left_out:
+        first = source.left_out[0]["error"]
+        notes.append(f"{ctx.dataset}: {len(source.left_out)} images left out (first: {first}); see failures.jsonl")
+    for line in notes:
+        warn(line)
     keys = Counter(r.key for r in records)
     duplicate = next((k for k, n in keys.items() if n > 1), None)
     if duplicate:
@@ -73,7 +85,16 @@ def ensure_index(ctx: PrepareContext, force: bool) -> list[Record]:
     if not records:
         raise UserError(f"{ctx.dataset}: the index is empty; nothing to prepare")
     write_index(path, records)
-    write_json(rec_path, {"step": "index", "fingerprint": expected, "records": len(records)})
+    write_json(
+        rec_path,
+        {
+            "step": "index",
+            "fingerprint": expected,
+            "records": len(records),
+            "notes": notes,
+            "left_out": source.left_out,
+        },
+    )
     return records
 
 
@@ -84,7 +105,9 @@ def prepare(ctx: PrepareContext, options: RunOptions, console: Console | None = 
         raise UserError(f"--force {unknown[0]}: unknown step (steps: {', '.join(STEP_NAMES)})")
     started = time.perf_counter()
     ctx.out.mkdir(parents=True, exist_ok=True)
-    records = ensure_index(ctx, "index" in options.force)
+    records = ensure_index(
+        ctx, "index" in options.force, lambda line: console.print(f"[yellow]warning:[/] {line}", highlight=False)
+    )
     units = plan_units(records, ctx.preset.prepare.shard_size)
     report = PrepareReport(out=ctx.out)
     done: set[str] = set()  # units brought up to date by this run: no need to check them again
@@ -128,7 +151,8 @@ def _run_with_progress(ctx: PrepareContext, todo: list[Unit], options: RunOption
 
 def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> dict[str, Any]:
     """Check every unit, then write sizes.json per split, failures.jsonl and dataset.json."""
-    failures: list[dict[str, Any]] = []
+    index_record = read_json(ctx.out / "work" / "index.json")
+    failures: list[dict[str, Any]] = list(index_record.get("left_out", []))
     splits: dict[str, dict[str, Any]] = {}
     for unit in units:
         per_step = unit_records(ctx, unit)
@@ -156,6 +180,7 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
         },
         "failures": len(failures),
         "failures_by_step": dict(Counter(f["step"] for f in failures)),
+        "notes": index_record.get("notes", []),  # the index's warnings (non-standard split, counts)
         "settings": {
             "prepare": as_dict(ctx.preset.prepare),
             "features": as_dict(ctx.preset.features),

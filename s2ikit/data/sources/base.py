@@ -16,6 +16,10 @@ from s2ikit.utils.errors import UserError
 class Source(Protocol):
     name: str
     needs_tts: bool  # True when captions are text to synthesize, False for recorded speech
+    # Filled by check()/index(): warnings the user must see (counts unlike the published ones, a split that
+    # makes results incomparable), and images left out of the index, in failures.jsonl's format.
+    notes: list[str]
+    left_out: list[dict[str, Any]]
 
     def identity(self) -> dict[str, Any]:
         """What determines the index's content (settings, root path); part of the index fingerprint."""
@@ -44,7 +48,7 @@ def register_source(name: str):
 
 
 def _registry() -> None:
-    from s2ikit.data.sources import shapes  # noqa: F401
+    from s2ikit.data.sources import cub, flickr8k, oxford, places, shapes  # noqa: F401
 
 
 def source_names() -> list[str]:

@@ -59,6 +59,8 @@ class ShapesSource:
 
     def __init__(self, preset: Preset, root: Path | None):
         self.config = preset.shapes
+        self.notes: list[str] = []  # generated: nothing to warn about, nothing left out
+        self.left_out: list[dict[str, Any]] = []
         self.seed = preset.prepare.seed
         if self.config.images_per_class < 1 or self.config.captions_per_image < 1:
             raise UserError("shapes.images_per_class and shapes.captions_per_image must be at least 1")

@@ -1,0 +1,138 @@
+"""Places-subset with real speech: Places Audio Caption utterances (Harwath et al.) whose Places205 image
+belongs to one of seven indoor classes (bedroom, dinette, dining_room, home_office, hotel_room, kitchenette,
+living_room), one spoken caption per image.
+
+Layout under --root (paths configurable in [places]):
+    PlacesAudio_400k_distro/metadata/train.json   {"data": [{"wav", "image", "uttid", "speaker", ...}, ...]}
+    PlacesAudio_400k_distro/wavs/...              the "wav" paths of the metadata, relative to audio_root
+    images256/b/bedroom/gsun_....jpg              Places205 images, the "image" paths, relative to image_root
+
+The class is the folder after the one-letter folder ("d/dinette/home/x.jpg" -> dinette). S2IGAN's subset
+split is not published, so each image goes to test by a stable hash of its path (places.test_fraction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from PIL import Image
+
+from s2ikit.config import Preset, as_dict
+from s2ikit.data.records import Caption, Record
+from s2ikit.data.sources.base import register_source
+from s2ikit.data.sources.layout import (
+    check_layout,
+    file_stamps,
+    first_per_split,
+    load_photo,
+    make_keys,
+    read_manifest,
+)
+from s2ikit.utils.errors import UserError
+
+FIELDS = ("wav", "image", "uttid", "speaker")
+
+
+def scene_class(image: str) -> str:
+    """Places205 category of an image path: "b/bedroom/gsun_1.jpg" -> bedroom, "d/dinette/home/x.jpg" -> dinette."""
+    parts = PurePosixPath(image.replace("\\", "/")).parts
+    if len(parts) >= 3 and len(parts[0]) == 1:
+        return parts[1]
+    return parts[0] if len(parts) >= 2 else ""
+
+
+def in_test(image: str, fraction: float) -> bool:
+    digest = hashlib.sha256(image.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+class PlacesSource:
+    name = "places"
+    needs_tts = False
+
+    def __init__(self, preset: Preset, root: Path | None):
+        self.config = preset.places
+        self.root = root
+        self.manifest = read_manifest("places")
+        self.notes: list[str] = []
+        self.left_out: list[dict[str, Any]] = []
+        if not self.config.classes or not 0.0 < self.config.test_fraction < 1.0 or self.config.limit < 0:
+            raise UserError("places: classes must not be empty, test_fraction in (0, 1), limit at least 0")
+
+    def identity(self) -> dict[str, Any]:
+        root = Path(self.root or "")
+        return {"source": "places", "version": 1, "root": str(root.resolve()), "config": as_dict(self.config)} | {
+            "files": file_stamps(root, [self.config.metadata])
+        }
+
+    def check(self) -> None:
+        cfg = self.config
+        check_layout(self.root, self.manifest, (cfg.metadata, cfg.audio_root, cfg.image_root))
+
+    def _entries(self, path: Path) -> list[dict[str, Any]]:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not readable JSON ({e})") from None
+        entries = raw.get("data") if isinstance(raw, dict) else raw
+        if not isinstance(entries, list):
+            raise UserError(f'{path}: expected {{"data": [...]}} or a list of entries')
+        for n, entry in enumerate(entries):
+            lacking = [f for f in FIELDS if not isinstance(entry, dict) or not isinstance(entry.get(f), str)]
+            if lacking:
+                raise UserError(f"{path}: entry {n} has no '{lacking[0]}' text field (needs {', '.join(FIELDS)})")
+        return entries
+
+    def index(self) -> list[Record]:
+        self.check()
+        cfg, root = self.config, Path(self.root or "")
+        self.notes, self.left_out = [], []
+        by_image: dict[str, list[dict[str, Any]]] = {}
+        for entry in self._entries(root / cfg.metadata):
+            if scene_class(entry["image"]) in cfg.classes:
+                by_image.setdefault(entry["image"], []).append(entry)
+        if not by_image:
+            raise UserError(f"{root / cfg.metadata}: no entry's image is in the classes {', '.join(cfg.classes)}")
+        images = list(by_image)  # metadata order
+        keys = make_keys([str(PurePosixPath(scene_class(i)) / PurePosixPath(i).stem) for i in images])
+        drafts = [
+            Record(
+                key=key,
+                split="test" if in_test(image, cfg.test_fraction) else "train",
+                class_id=cfg.classes.index(scene_class(image)),
+                class_name=scene_class(image),
+                image=str(PurePosixPath(cfg.image_root) / image),
+                captions=tuple(
+                    Caption(
+                        e.get("asr_text", "") if isinstance(e.get("asr_text"), str) else "",
+                        f"{cfg.audio_root}/{e['wav']}",
+                    )
+                    for e in by_image[image]
+                ),
+                attributes={
+                    "uttids": [e["uttid"] for e in by_image[image]],
+                    "speakers": [e["speaker"] for e in by_image[image]],
+                },
+            )
+            for key, image in zip(keys, images)
+        ]
+        # S2IGAN's 13,803 pairs are not a fixed, published selection: report what this copy holds instead.
+        records = first_per_split(drafts, cfg.limit)
+        split_counts = {s: sum(r.split == s for r in drafts) for s in ("train", "test")}
+        self.notes.append(
+            f"places: {len(drafts):,} images ({split_counts['train']:,} train / {split_counts['test']:,} test) in "
+            f"{len({r.class_id for r in drafts})} classes; the paper's subset had 13,803 pairs (10,933 / 2,870), "
+            "a selection that is not published, so counts are not compared"
+        )
+        if cfg.limit:
+            self.notes.append(f"places: --limit {cfg.limit}: {len(records)} images indexed (a first try)")
+        return records
+
+    def load_image(self, record: Record, size: int) -> Image.Image:
+        return load_photo(Path(self.root or "") / record.image, size)
+
+
+register_source("places")(PlacesSource)
