@@ -475,8 +475,9 @@ def evaluate(
         run, config, out, data_dir, str(inception_weights or ""), str(image_weights or ""),
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
     )  # fmt: skip
-    shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in report["class_accuracy"].items())
-    console.print(f"class accuracy of generated images: {shown}")
+    if "class_accuracy" in report:
+        shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in report["class_accuracy"].items())
+        console.print(f"class accuracy of generated images: {shown}")
     if "fid" in report:
         console.print(f"FID {report['fid']['value']:.2f}, IS {report['inception_score']['mean']:.2f}")
     Console().print(f"report: {Path(report['report'])}")

@@ -210,7 +210,6 @@ class EvaluateConfig:
     # S2IGAN's mAP: this many real test images per class as queries, against the images generated from
     # those queries' own captions (CUB: 2 x 50 classes vs 1,000 generated; Oxford 2 x 20 vs 400).
     map_queries_per_class: int = 2
-    fid_resize: int = 299  # Inception input side; recorded in the report (FID is only comparable at equal protocol)
     inception_splits: int = 10  # IS: the generated set is split in this many parts (StackGAN's protocol)
     grid_captions: int = 24  # test captions shown in report grids (each with its generated images and real image)
 

@@ -71,7 +71,11 @@ def evaluate(
         "dataset": dataset["dataset"], "settings": as_dict(config), "image_size": size, "skipped": {},
     }  # fmt: skip
 
-    judge = load_or_train_judge(data_dir, size, config, device, log)
+    judge = None
+    if any(c >= 0 for c in dataset.get("class_ids", [])) or config.judge_attributes:
+        judge = load_or_train_judge(data_dir, size, config, device, log)
+    else:
+        report["skipped"]["class_accuracy"] = "the data set has no classes (and evaluate.judge_attributes is empty)"
     tools = _Tools(bundle, device, fidelity_weights, inception_weights, report["skipped"], log)
     tools.encoders = _load_encoders(bundle, report["skipped"])
     log(f"generating {config.images_per_caption} image(s) per test caption at {size} px")
@@ -80,8 +84,9 @@ def evaluate(
     n_generated = len(got.caption_image)
     report["generated_images"] = n_generated
     report["test_captions"] = n_generated // config.images_per_caption
-    report["class_accuracy"] = {h: float(torch.cat(v).float().mean()) for h, v in got.hits.items()}
-    report["judge"] = judge.info
+    if judge is not None:
+        report["class_accuracy"] = {h: float(torch.cat(v).float().mean()) for h, v in got.hits.items()}
+        report["judge"] = judge.info
     if tools.fidelity is not None:
         report["fid"], report["inception_score"] = _fidelity(got, tools, data_dir, dataset, size, config, log)
     if tools.inception is not None:
@@ -144,9 +149,12 @@ def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools
             ],
             dim=1,
         ).flatten(0, 1)  # fmt: skip  (n * k, 3, S, S): the k images of caption 0, then caption 1, ...
-        labels = [image_labels(int(c), a, judge.vocab.keys()) for c, a in zip(batch["class_id"], batch["attributes"])]
-        for head, ok in judge.correct(images, [lab for lab in labels for _ in range(k)]).items():
-            got.hits.setdefault(head, []).append(ok)
+        if judge is not None:
+            labels = [
+                image_labels(int(c), a, tuple(judge.vocab)) for c, a in zip(batch["class_id"], batch["attributes"])
+            ]
+            for head, ok in judge.correct(images, [lab for lab in labels for _ in range(k)]).items():
+                got.hits.setdefault(head, []).append(ok)
         got.caption_image += [key for key in batch["key"] for _ in range(k)]
         got.caption_class += [int(c) for c in batch["class_id"] for _ in range(k)]
         got.caption_speech.append(speech.cpu())

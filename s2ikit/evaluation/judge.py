@@ -123,7 +123,7 @@ def _train(real: RealImages, vocab: dict[str, list], config: EvaluateConfig, dev
             loss.backward()
             optimizer.step()
             schedule.step()
-        log(f"judge epoch {epoch + 1}/{config.judge_epochs}: loss {float(loss):.3f}")
+        log(f"judge epoch {epoch + 1}/{config.judge_epochs}: loss {loss.item():.3f}")
     model.eval()
     judge.info["train_seconds"] = round(time.monotonic() - started, 1)
     return judge

@@ -49,17 +49,20 @@ def markdown(report: dict[str, Any]) -> str:
         f"(`{report['data']}`), test split: {report['test_captions']} captions, {report['generated_images']} "
         f"generated images at {report['image_size']} px, in {report['seconds']} s.",
         "",
-        "## Class accuracy of generated images",
-        "",
-        "A classifier trained on real images judges whether each generated image shows its caption's "
-        f"label. It was trained on the {report['judge']['trained_on']}.",
-        "",
-        "| label | generated | real (judge calibration) |",
-        "|---|---|---|",
     ]
-    real = report["judge"].get("real_accuracy", {})
-    for head, value in report["class_accuracy"].items():
-        lines.append(f"| {head} | {_pct(value)} | {_pct(real[head]) if head in real else '-'} |")
+    if "class_accuracy" in report:
+        lines += [
+            "## Class accuracy of generated images",
+            "",
+            "A classifier trained on real images judges whether each generated image shows its caption's "
+            f"label. It was trained on the {report['judge']['trained_on']}.",
+            "",
+            "| label | generated | real (judge calibration) |",
+            "|---|---|---|",
+        ]
+        real = report["judge"].get("real_accuracy", {})
+        for head, value in report["class_accuracy"].items():
+            lines.append(f"| {head} | {_pct(value)} | {_pct(real[head]) if head in real else '-'} |")
     if "fid" in report:
         fid, inception = report["fid"], report["inception_score"]
         lines += [
