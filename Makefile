@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.s2ikit-installed
-RUN ?= runs/shapes
+DATASET ?= shapes
+DATA ?=
+RUN ?= runs/$(DATASET)
 WORKERS ?= 2
 
 .PHONY: help venv test test-slow reproduce bench lint clean
@@ -25,13 +27,17 @@ test: $(STAMP)  ## run the test suite (fast tests; CPU only)
 test-slow: $(STAMP)  ## run the slow end-to-end tests too (full default shapes preparation)
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-reproduce: $(STAMP)  ## the default pipeline on the embedded shapes data set
-	$(BIN)/s2ikit prepare shapes --out $(RUN)/data --workers $(WORKERS)
-	$(BIN)/s2ikit train-encoder --data $(RUN)/data --run $(RUN)/encoder
-	$(BIN)/s2ikit train-gan --data $(RUN)/data --encoder-run $(RUN)/encoder --run $(RUN)/gan
+reproduce: $(STAMP)  ## the whole chain on shapes (about 30 min on 2 CPU cores); DATASET=cub DATA=/path for the paper's
+	@test "$(DATASET)" = shapes -o -n "$(DATA)" || { echo "make reproduce DATASET=$(DATASET) needs DATA=/path/to/its/root (see README, Data sets)"; exit 2; }
+	$(BIN)/s2ikit prepare $(DATASET) $(if $(DATA),--root $(DATA)) --out $(RUN)/data --workers $(WORKERS)
+	$(BIN)/s2ikit train-encoder -d $(RUN)/data -r $(RUN)/encoder
+	$(BIN)/s2ikit train-gan -d $(RUN)/data -e $(RUN)/encoder -r $(RUN)/gan
+	$(BIN)/s2ikit evaluate $(RUN)/gan
+	$(if $(filter shapes,$(DATASET)),$(BIN)/s2ikit generate $(RUN)/gan --text "a large green triangle" --num 8 -o $(RUN)/gan/eval/a-large-green-triangle.png)
 	@echo "Prepared shards: $(RUN)/data/shards (summary: $(RUN)/data/dataset.json)"
 	@echo "Speech encoder:  $(RUN)/encoder (metrics.jsonl, test_retrieval.json, embeddings.h5)"
 	@echo "Fusion-S2iGan:   $(RUN)/gan (metrics.jsonl, samples/, checkpoints/generator.pt)"
+	@echo "Report:          $(RUN)/gan/eval/report.md"
 
 bench: $(STAMP)  ## benchmarks: preparation vs TTS alone, --workers; GAN step cost (VSFM vs DF-GAN); encoder rate
 	$(BIN)/python benchmarks/bench_prepare.py

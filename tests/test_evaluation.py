@@ -135,7 +135,7 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     md = (tmp_path / "eval/report.md").read_text()
     assert "Class accuracy" in md and "FID" in md and "![grid](grid-00.png)" in md
     with Image.open(tmp_path / "eval/grid-00.png") as grid:
-        assert grid.width == 3 * 128  # real + 2 generated per caption
+        assert grid.width == 6 * 128  # (real + 2 generated) x 2 captions per row
     assert any("training the class-accuracy judge" in line for line in logs)
     assert len(list((reference / "eval").glob("fid-ref-shapes-test-*.pt"))) == 1
 

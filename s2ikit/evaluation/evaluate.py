@@ -46,6 +46,7 @@ class Collected:
     hits: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # judge: head -> bools
     real: dict[str, dict[str, Any]] = field(default_factory=dict)  # image key -> class, features
     grid: list[dict[str, Any]] = field(default_factory=list)
+    grid_shown: set = field(default_factory=set)  # classes (or images) already in the grid
 
 
 def evaluate(
@@ -169,7 +170,10 @@ def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools
             got.generated_embedding.append(tools.encoders.image.to(device)(_to_size(images, tools)).float().cpu())
         _collect_real(got, batch, tools, device)
         for i in range(n):
-            if len(got.grid) < config.grid_captions:
+            # one caption per class (per image when there are no classes) until the grid is full
+            shown = int(batch["class_id"][i]) if int(batch["class_id"][i]) >= 0 else batch["key"][i]
+            if len(got.grid) < config.grid_captions and shown not in got.grid_shown:
+                got.grid_shown.add(shown)
                 got.grid.append(
                     {
                         "text": batch["text"][i],

@@ -22,7 +22,7 @@ def write_report(report: dict[str, Any], grid: list[dict[str, Any]], out_dir: Pa
 
 
 def _grids(grid: list[dict[str, Any]], out_dir: Path, per_file: int = 8) -> list[Path]:
-    """Rows of (real, generated x k); `per_file` captions per PNG."""
+    """Groups of (real, generated x k), several per row when k is small; `per_file` captions per PNG."""
     paths = []
     for start in range(0, len(grid), per_file):
         rows = grid[start : start + per_file]
@@ -33,7 +33,8 @@ def _grids(grid: list[dict[str, Any]], out_dir: Path, per_file: int = 8) -> list
             real = torch.nn.functional.interpolate(row["real"][None], size=(size, size), mode="area")[0]
             images += [real, *row["generated"]]
             captions += [f"REAL: {row['text']}"] + [row["text"]] * k
-        paths.append(save_grid(torch.stack(images), captions, out_dir / f"grid-{start // per_file:02d}.png", k + 1))
+        columns = (k + 1) * max(1, 8 // (k + 1))  # several captions side by side when each has few images
+        paths.append(save_grid(torch.stack(images), captions, out_dir / f"grid-{start // per_file:02d}.png", columns))
     return paths
 
 
