@@ -69,3 +69,22 @@ def test_two_process_ddp_gan_training_on_cpu(reference, encoder_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert [m["step"] for m in metrics(run)] == [1, 2]  # written by rank 0 only
     assert (run / "checkpoints/generator.pt").is_file()
+
+
+def test_standing_statistics_fit_the_ema_generator_itself():
+    from s2ikit.training.gan import standing_statistics
+
+    torch.manual_seed(0)
+    G = Generator(16, 32, 4).eval()
+    speech = torch.nn.functional.normalize(torch.randn(64, 16), dim=1)
+    for m in G.modules():  # statistics copied from another network: far from this one's activations
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(3.0), m.running_var.fill_(0.01)
+    z = torch.randn(64, GAN.z_dim, generator=torch.Generator().manual_seed(GAN.seed + 104_729))
+    stale = G(z, speech)
+    standing_statistics(G, [speech], GAN)
+    assert not G.training
+    with torch.no_grad():
+        fitted = G(z, speech)
+        batch_stats = G.train()(z, speech)  # what the same weights do with their own batch statistics
+    assert (fitted - batch_stats).abs().max() < 0.05 < (stale - batch_stats).abs().max()

@@ -144,6 +144,7 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
     loss = FusionS2iGanLoss(G, D, image_encoder, config)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
     fixed = _fixed_samples(data_dir, speech_encoder, info.device) if info.is_main else None
+    standing = _standing_speech(data_dir, speech_encoder, config, info.device) if info.is_main else None
     started, total_steps = time.monotonic(), max_steps or config.epochs * steps_per_epoch
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -199,6 +200,8 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
                 last["seconds"] = round(time.monotonic() - started, 1)
                 append_jsonl(run_dir / "metrics.jsonl", last)
                 log(" | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
+            if info.is_main and (step % config.sample_every == 0 or step % config.checkpoint_every == 0 or done):
+                standing_statistics(G_ema, standing, config)
             if info.is_main and (step % config.sample_every == 0 or done):
                 _sample_grid(G_ema, fixed, config, run_dir / "samples" / f"step-{step:07d}.png")
             if info.is_main and (step % config.checkpoint_every == 0 or done):
@@ -235,6 +238,42 @@ def _fixed_samples(data_dir: Path, speech_encoder: nn.Module, device: torch.devi
             break
     mel = torch.nn.utils.rnn.pad_sequence(mels, batch_first=True).to(device)
     return {"speech": speech_encoder(mel, torch.tensor(lengths, device=device)).float(), "text": texts}
+
+
+@torch.no_grad()
+def _standing_speech(data_dir: Path, speech_encoder: nn.Module, config: GANConfig, device, batches: int = 32):
+    """Speech embeddings of a fixed draw of training captions (the encoder is frozen: computed once)."""
+    loader = make_loader(data_dir, LoaderConfig(batch_size=config.batch_size, seed=config.seed + 7_919))
+    bank = []
+    for batch in loader:
+        bank.append(speech_encoder(batch["mel"].to(device), batch["mel_lengths"].to(device)).float())
+        if len(bank) == batches:
+            break
+    return bank
+
+
+@torch.no_grad()
+def standing_statistics(G_ema: nn.Module, speech_bank: list[torch.Tensor], config: GANConfig) -> None:
+    """Re-estimate the EMA generator's BatchNorm statistics with its own weights (BigGAN's "standing stats").
+
+    The VSFMs' BatchNorm buffers are copied from the trained G each step, but they describe G's activations,
+    not those of the averaged weights; sampling with them gives washed-out, mixed-colour images early in a run
+    (measured on shapes at step 800: judge shape accuracy 26% with copied statistics, 31% re-estimated).
+    """
+    norms = [m for m in G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the bank
+    G_ema.train()
+    gen = torch.Generator().manual_seed(config.seed + 104_729)
+    for speech in speech_bank:
+        G_ema(torch.randn(speech.shape[0], config.z_dim, generator=gen).to(speech.device), speech)
+    G_ema.eval()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 @torch.no_grad()
