@@ -182,6 +182,9 @@ class GANConfig:
     damsm_weight: float = 0.1  # generator's speech-image matching loss (DAMSM-style) weight
     matching_scale: float = 10.0  # S = scale * cos, as in the encoder's matching loss
     ema_decay: float = 0.999  # EMA generator used for samples and evaluation
+    # DiffAugment translation in front of D (real and fake), as a fraction of the side; 0 = off (the paper).
+    # Beyond the paper: for small data sets, where D would otherwise memorise the training images.
+    augment_translation: float = 0.0
     epochs: int = 600
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 500  # steps between resumable checkpoints

@@ -11,7 +11,7 @@ runner = CliRunner()
 
 def test_version_and_help_for_every_command():
     assert runner.invoke(app, ["--version"]).output.strip() == f"s2ikit {__version__}"
-    for args in ([], ["prepare"], ["prepare", "shapes"], ["doctor"]):
+    for args in ([], ["prepare"], ["prepare", "shapes"], ["doctor"], ["evaluate"], ["generate"], ["train-gan"]):
         result = runner.invoke(app, args + ["--help"])
         assert result.exit_code == 0 and "Usage" in result.output
 

@@ -124,3 +124,25 @@ def test_fused_vsfm_equals_the_equations_step_by_step():
     f1 = vsfm.bn(x)  # eq. 7 (same batch statistics)
     expected = f1 + vsfm.wfm(vsfm.pam(f1), vsfm.smm(f1, s))  # eqs. 8-18 module by module
     torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_translation_shifts_each_image_by_whole_pixels_and_passes_gradients():
+    from s2ikit.training.augment import translate
+
+    x = torch.randn(6, 3, 16, 16, requires_grad=True)
+    assert translate(x, 0.0, None) is x
+    out = translate(x, 0.125, torch.Generator().manual_seed(1))  # up to 2 px
+    assert out.shape == x.shape
+    for a, b in zip(x.detach(), out.detach()):
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(b[:, max(dy, 0) : 16 + min(dy, 0), max(dx, 0) : 16 + min(dx, 0)],
+                           a[:, max(-dy, 0) : 16 + min(-dy, 0), max(-dx, 0) : 16 + min(-dx, 0)])
+        ]  # fmt: skip
+        assert len(matches) == 1  # exactly one whole-pixel shift explains the output; the rest is zero fill
+        dy, dx = matches[0]
+        assert int((b == 0).all(dim=0).sum()) >= 16 * (abs(dy) + abs(dx)) - abs(dy * dx)
+    out.sum().backward()
+    assert x.grad.sum() > 0  # the pixels that stay in the frame get gradient 1

@@ -39,3 +39,19 @@ def mask_speech(
             start = int(torch.randint(length - span + 1, (), generator=generator))
             mel[row, start : start + span] = 0
     return mel
+
+
+def translate(images: torch.Tensor, fraction: float, generator: torch.Generator | None) -> torch.Tensor:
+    """DiffAugment's translation (Zhao et al. 2020): shift each image by up to `fraction` of its side, filling
+    with zeros (mid-grey in [-1, 1]). Differentiable, so it goes in front of D for real and fake alike; a D
+    that only ever sees shifted images cannot memorise a few hundred training images."""
+    if fraction <= 0:
+        return images
+    b, c, h, w = images.shape
+    r = max(1, round(fraction * h))
+    shift = torch.randint(-r, r + 1, (b, 2), generator=generator).to(images.device)
+    padded = torch.nn.functional.pad(images, (r, r, r, r))
+    rows = torch.arange(h, device=images.device)[None, :] + r - shift[:, :1]  # (b, h)
+    cols = torch.arange(w, device=images.device)[None, :] + r - shift[:, 1:]  # (b, w)
+    out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * r))
+    return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))

@@ -168,14 +168,15 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             if info.device.type == "cuda" and config.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
             z = step_noise(config, step, real.shape[0], info.device)
+            rng = torch.Generator().manual_seed(config.seed * 7_919 + step)  # augmentation: also a function of step
             with autocast:
-                d_loss, d_stats = loss.discriminator_loss(real, speech, z)
+                d_loss, d_stats = loss.discriminator_loss(real, speech, z, rng)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             sync_gradients(D, info)
             opt_d.step()
             with autocast:
-                g_loss, g_stats = loss.generator_loss(speech, batch["class_id"], z)
+                g_loss, g_stats = loss.generator_loss(speech, batch["class_id"], z, rng)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             sync_gradients(G, info)

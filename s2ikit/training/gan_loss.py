@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2ikit.config import GANConfig
+from s2ikit.training.augment import translate
 from s2ikit.training.encoder_loss import matching_loss
 
 
@@ -36,14 +37,14 @@ class FusionS2iGanLoss:
         self.G, self.D, self.image_encoder, self.config = generator, discriminator, image_encoder, config
 
     def discriminator_loss(
-        self, real: torch.Tensor, speech: torch.Tensor, z: torch.Tensor
+        self, real: torch.Tensor, speech: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict]:
-        real = real.detach().requires_grad_(True)
+        real = translate(real.detach(), self.config.augment_translation, rng).requires_grad_(True)
         speech = speech.detach().requires_grad_(True)
         score_real, score_mismatch = self.D(real, speech, speech.roll(1, dims=0))
         with torch.no_grad():
             fake = self.G(z, speech.detach())
-        score_fake = self.D(fake, speech)
+        score_fake = self.D(translate(fake, self.config.augment_translation, rng), speech)
         hinge = (
             F.relu(1.0 - score_real).mean()
             + 0.5 * F.relu(1.0 + score_fake).mean()
@@ -61,10 +62,10 @@ class FusionS2iGanLoss:
         return loss, {k: float(v.detach()) for k, v in stats.items()}
 
     def generator_loss(
-        self, speech: torch.Tensor, class_ids: torch.Tensor, z: torch.Tensor
+        self, speech: torch.Tensor, class_ids: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict]:
         fake = self.G(z, speech)
-        adversarial = -self.D(fake, speech).mean()
+        adversarial = -self.D(translate(fake, self.config.augment_translation, rng), speech).mean()
         loss, stats = adversarial, {"g_adv": float(adversarial.detach())}
         if self.image_encoder is not None and self.config.damsm_weight > 0:
             damsm = matching_loss(
