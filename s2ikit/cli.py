@@ -87,7 +87,7 @@ FINALIZE = typer.Option(False, "--finalize", help="Only check that every slice i
 FORCE = typer.Option(None, "--force", help="Redo a step even if up to date: index, speech, features, images, shards.")
 CACHE = typer.Option(None, "--cache-dir", envvar="S2IKIT_CACHE_DIR", help="TTS audio cache (default: ~/.cache/s2ikit).")
 IMAGE_SIZE = typer.Option(None, "--image-size", min=8, help="Image side in pixels (overrides prepare.image_size).")
-TTS = typer.Option(None, "--tts", help="TTS backend (overrides tts.backend): piper.")
+TTS = typer.Option(None, "--tts", help="TTS backend (overrides tts.backend): piper, or coqui (Tacotron 2; see README).")
 
 
 def run_prepare(
