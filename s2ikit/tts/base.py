@@ -53,7 +53,8 @@ def register_backend(name: str, probe: Callable[[], str | None]):
 
 def _registry() -> None:
     # Importing the modules registers them; kept here so the registry is complete wherever it is read.
-    from s2ikit.tts import piper_backend  # noqa: F401
+    # Neither imports its TTS package at module level, so both register even where that package is missing.
+    from s2ikit.tts import coqui_backend, piper_backend  # noqa: F401
 
 
 def load_backend(config: TTSConfig) -> TTSBackend:
