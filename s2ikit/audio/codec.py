@@ -7,6 +7,7 @@ the features of the FLAC stored beside them.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import librosa
@@ -32,6 +33,10 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 def load_audio(path: str | Path, target_sr: int) -> np.ndarray:
     """A mono float32 waveform at `target_sr`; unreadable, empty or truncated files raise SampleError."""
+    if Path(path).suffix.lower() == ".wav":
+        missing = _wav_bytes_missing(Path(path))
+        if missing:
+            raise SampleError(f"{path}: truncated WAV ({missing} bytes of audio missing)")
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -51,3 +56,23 @@ def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
     """int16 samples and their rate."""
     pcm, sr = sf.read(io.BytesIO(data), dtype="int16")
     return pcm, sr
+
+
+def _wav_bytes_missing(path: Path) -> int:
+    """How many bytes the WAV's data chunk declares beyond the end of the file (0 when whole or not a WAV).
+    libsndfile reads a WAV that was cut short without complaint (it stops where the bytes stop), so a clipped
+    sentence would otherwise pass as a shorter one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0  # not plain RIFF/WAVE (RF64, ...): libsndfile judges it
+            size = os.fstat(f.fileno()).st_size
+            while len(chunk := f.read(8)) == 8:
+                length = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"data":
+                    return max(0, length - (size - f.tell()))
+                f.seek(length + (length & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+    except OSError:
+        pass  # load_audio names unreadable files
+    return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -104,7 +103,7 @@ def run_speech(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path
         for i, caption in enumerate(record.captions):
             try:
                 if caption.audio is not None:
-                    audio = _load_recording(Path(res.ctx.root or "") / caption.audio, rate)
+                    audio = load_audio(Path(res.ctx.root or "") / caption.audio, rate)
                 else:
                     pcm, pcm_rate = _synthesize(res, record, i)
                     audio = resample(from_int16(pcm), pcm_rate, rate)
@@ -118,34 +117,6 @@ def run_speech(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path
         tick("speech", 1)
     _save_npz(output, waves)
     return result
-
-
-def _load_recording(path: Path, rate: int) -> np.ndarray:
-    """A recorded utterance at `rate`. libsndfile reads a WAV that was cut short without complaint (it stops
-    where the bytes stop), so the header's data size is checked first: a clipped sentence must not pass."""
-    if path.suffix.lower() == ".wav":
-        missing = _wav_bytes_missing(path)
-        if missing:
-            raise SampleError(f"{path}: truncated WAV ({missing} bytes of audio missing)")
-    return load_audio(path, rate)
-
-
-def _wav_bytes_missing(path: Path) -> int:
-    """How many bytes the WAV's data chunk declares beyond the end of the file (0 when whole or not a WAV)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return 0  # not plain RIFF/WAVE (RF64, ...): libsndfile judges it
-            size = os.fstat(f.fileno()).st_size
-            while len(chunk := f.read(8)) == 8:
-                length = int.from_bytes(chunk[4:], "little")
-                if chunk[:4] == b"data":
-                    return max(0, length - (size - f.tell()))
-                f.seek(length + (length & 1), os.SEEK_CUR)  # chunks are padded to even sizes
-    except OSError:
-        pass  # load_audio names unreadable files
-    return 0
 
 
 def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray, int]:
