@@ -166,7 +166,10 @@ def test_generate_from_a_wav_and_from_text(gan_run, tmp_path):
     # the checkpoint alone is enough (copied away from its run)
     alone = tmp_path / "copied.pt"
     alone.write_bytes((gan_run / "checkpoints/generator.pt").read_bytes())
-    assert load_bundle(alone).generator.image_size == 32
+    bundle = load_bundle(alone)
+    assert bundle.generator.image_size == 32
+    # paths inside are absolute, so evaluate and generate work from any folder
+    assert os.path.isabs(bundle.info["data"]) and os.path.isabs(bundle.info["encoder_run"])
 
 
 def test_generate_and_evaluate_errors_are_one_line(gan_run, tmp_path):

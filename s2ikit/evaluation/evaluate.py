@@ -22,13 +22,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from s2ikit.config import EvaluateConfig, LoaderConfig, as_dict
 from s2ikit.data.loader import make_loader
 from s2ikit.evaluation import fidelity
 from s2ikit.evaluation.generation import GeneratorBundle, caption_noise, load_bundle
 from s2ikit.evaluation.judge import image_labels, load_or_train_judge
-from s2ikit.evaluation.retrieval import mean_average_precision, recall_at_k
+from s2ikit.evaluation.retrieval import cross_modal_retrieval, mean_average_precision, recall_at_k
 from s2ikit.training import checkpoint
 from s2ikit.utils.atomic import file_sha256
 
@@ -77,8 +78,7 @@ def evaluate(
         judge = load_or_train_judge(data_dir, size, config, device, log)
     else:
         report["skipped"]["class_accuracy"] = "the data set has no classes (and evaluate.judge_attributes is empty)"
-    tools = _Tools(bundle, device, fidelity_weights, inception_weights, report["skipped"], log)
-    tools.encoders = _load_encoders(bundle, report["skipped"])
+    tools = _load_tools(bundle, device, fidelity_weights, inception_weights, report["skipped"], log)
     log(f"generating {config.images_per_caption} image(s) per test caption at {size} px")
     got = _generate_and_measure(bundle, data_dir, config, judge, tools)
 
@@ -93,7 +93,7 @@ def evaluate(
     if tools.inception is not None:
         report["s2igan_retrieval"] = _s2igan_retrieval(got, config)
     if tools.encoders is not None:
-        report["encoder_retrieval"] = _encoder_retrieval(got, tools, data_dir, device)
+        report["encoder_retrieval"] = _encoder_retrieval(got)
     report["seconds"] = round(time.monotonic() - started, 1)
     from s2ikit.evaluation.report import write_report
 
@@ -102,36 +102,45 @@ def evaluate(
     return report
 
 
+@dataclass
 class _Tools:
-    """The optional feature extractors, each present only when its weights are."""
+    """The optional feature extractors, each present only when its weights (or encoder run) are."""
 
-    def __init__(self, bundle: GeneratorBundle, device, fidelity_weights, inception_weights, skipped, log):
-        self.fidelity = self.inception = self.encoders = None
-        try:
-            self.fidelity_path = fidelity.find_fidelity_weights(fidelity_weights)
-            self.fidelity = fidelity.FidelityFeatures(self.fidelity_path).to(device)
-        except FileNotFoundError as e:
-            skipped["fid"] = skipped["inception_score"] = str(e)
-        try:
-            from s2ikit.models.image_encoder import InceptionImageEncoder, find_inception_weights
-
-            self.inception = InceptionImageEncoder(find_inception_weights(inception_weights), 16).to(device)
-        except FileNotFoundError as e:
-            skipped["s2igan_retrieval"] = f"mAP and R@k use torchvision's ImageNet Inception-v3: {e}"
-        for name, reason in skipped.items():
-            log(f"skipping {name}: {reason}")
+    fidelity: fidelity.FidelityFeatures | None = None  # FID/IS features
+    fidelity_path: Path | None = None
+    fid: fidelity.FrechetDistance | None = None
+    inception: nn.Module | None = None  # torchvision Inception-v3 for S2IGAN's mAP/R@k
+    encoders: Any = None  # the trained encoders (training.encoder.Encoders)
+    data_size: int = 0  # the shards' image size, at which the encoders learnt
 
 
-def _load_encoders(bundle: GeneratorBundle, skipped: dict[str, str]):
+def _load_tools(bundle: GeneratorBundle, device, fidelity_weights, inception_weights, skipped, log) -> _Tools:
+    from s2ikit.models.image_encoder import InceptionImageEncoder, find_weights
     from s2ikit.training.encoder import load_best_encoders
     from s2ikit.utils.errors import UserError
 
+    tools = _Tools()
+    try:
+        tools.fidelity_path = fidelity.find_fidelity_weights(fidelity_weights)
+        tools.fidelity = fidelity.FidelityFeatures(tools.fidelity_path).to(device)
+        tools.fid = fidelity.FrechetDistance()
+    except FileNotFoundError as e:
+        skipped["fid"] = skipped["inception_score"] = str(e)
+    try:
+        hint = "place inception_v3_google-0cc3c7bd.pth there or pass --image-weights PATH"
+        weights = find_weights(inception_weights, ("inception_v3_google-*.pth",), "Inception-v3", hint)
+        tools.inception = InceptionImageEncoder(weights, 16).to(device)
+    except FileNotFoundError as e:
+        skipped["s2igan_retrieval"] = f"mAP and R@k use torchvision's ImageNet Inception-v3: {e}"
     try:
         encoders, _ = load_best_encoders(bundle.info["encoder_run"])
-        return encoders
+        encoders.image.to(device)
+        tools.encoders = encoders
     except (UserError, FileNotFoundError, TypeError) as e:
         skipped["encoder_retrieval"] = f"the encoder run is not loadable: {e}"
-        return None
+    for name, reason in skipped.items():
+        log(f"skipping {name}: {reason}")
+    return tools
 
 
 @torch.no_grad()
@@ -140,6 +149,7 @@ def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools
     loader = make_loader(data_dir, LoaderConfig(split="test", mode="test", batch_size=config.batch_size))
     for batch in loader:
         n, k = len(batch["key"]), config.images_per_caption
+        tools.data_size = batch["image"].shape[-1]
         speech = bundle.speech_encoder(batch["mel"].to(device), batch["mel_lengths"].to(device)).float()
         rows = list(range(row, row + n))
         row += n
@@ -161,13 +171,12 @@ def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools
         got.caption_speech.append(speech.cpu())
         if tools.fidelity is not None:
             pool, logits = tools.fidelity(images)
-            tools.fid = getattr(tools, "fid", None) or fidelity.FrechetDistance()
             tools.fid.update(pool, real=False)
             got.generated_logits.append(logits.cpu())
         if tools.inception is not None:
             got.generated_inception.append(tools.inception.features(images).half().cpu())
         if tools.encoders is not None:
-            got.generated_embedding.append(tools.encoders.image.to(device)(_to_size(images, tools)).float().cpu())
+            got.generated_embedding.append(tools.encoders.image(_to_size(images, tools)).float().cpu())
         _collect_real(got, batch, tools, device)
         for i in range(n):
             # one caption per class (per image when there are no classes) until the grid is full
@@ -186,14 +195,13 @@ def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools
 
 def _to_size(images: torch.Tensor, tools: _Tools) -> torch.Tensor:
     """The encoders learnt at the shards' size; show them generated images at that size (as train-gan does)."""
-    size = getattr(tools, "data_size", None)
+    size = tools.data_size
     if size and images.shape[-1] != size:
         return F.interpolate(images, size=(size, size), mode="bilinear")
     return images
 
 
 def _collect_real(got: Collected, batch, tools: _Tools, device) -> None:
-    tools.data_size = batch["image"].shape[-1]
     new = []
     for i, key in enumerate(batch["key"]):
         if key not in got.real:
@@ -221,7 +229,11 @@ def _fidelity(got, tools: _Tools, data_dir, dataset, size, config, log) -> tuple
         loader = make_loader(data_dir, LoaderConfig(split="test", mode="test", batch_size=64))
         seen: set[str] = set()
         for batch in loader:
-            rows = [i for i, key in enumerate(batch["key"]) if key not in seen and not seen.add(key)]
+            rows = []
+            for i, key in enumerate(batch["key"]):
+                if key not in seen:  # every image once, however many captions it has
+                    seen.add(key)
+                    rows.append(i)
             if rows:
                 real = (
                     F.interpolate(batch["image"][rows], size=(size, size), mode="area")
@@ -246,7 +258,9 @@ def _s2igan_retrieval(got: Collected, config: EvaluateConfig) -> dict[str, Any]:
     keys = list(got.real)
     queries = F.normalize(torch.stack([got.real[k]["inception"] for k in keys]).float(), dim=1)
     image_of = got.caption_image
-    own = torch.tensor([[g == k for g in image_of] for k in keys])
+    position = {k: i for i, k in enumerate(keys)}
+    source = torch.tensor([position[k] for k in image_of])  # the real image each generated one came from
+    own = torch.arange(len(keys))[:, None] == source[None, :]
     out: dict[str, Any] = {"queries": len(keys), "gallery": len(image_of)}
     out.update({f"R@{k}": v for k, v in recall_at_k(queries @ gallery.T, own).items()})
     if min(got.caption_class) >= 0:  # mAP: a few queries per class against their own captions' images
@@ -264,9 +278,7 @@ def _s2igan_retrieval(got: Collected, config: EvaluateConfig) -> dict[str, Any]:
     return out
 
 
-def _encoder_retrieval(got: Collected, tools: _Tools, data_dir: Path, device) -> dict[str, Any]:
-    from s2ikit.evaluation.retrieval import cross_modal_retrieval
-
+def _encoder_retrieval(got: Collected) -> dict[str, Any]:
     keys = list(got.real)
     position = {k: i for i, k in enumerate(keys)}
     speech = torch.cat(got.caption_speech)
@@ -279,7 +291,12 @@ def _encoder_retrieval(got: Collected, tools: _Tools, data_dir: Path, device) ->
         torch.tensor([got.real[k]["class"] for k in keys]),
     )
     generated = torch.cat(got.generated_embedding)
-    per_caption = generated.shape[0] // speech.shape[0]
-    own = torch.arange(speech.shape[0])[:, None] == (torch.arange(generated.shape[0]) // per_caption)[None, :]
-    recall = recall_at_k(speech @ generated.T, own, (1, 5, 10))
-    return {"real_test_images": real, "caption_to_generated": {f"R@{k}": v for k, v in recall.items()}}
+    source = torch.arange(generated.shape[0]) // (generated.shape[0] // speech.shape[0])  # caption of each image
+    hits = {1: 0.0, 5: 0.0, 10: 0.0}
+    for start in range(0, speech.shape[0], 1024):  # in blocks: CUB's 29k x 29k similarities would need 3.4 GB
+        rows = torch.arange(start, min(start + 1024, speech.shape[0]))
+        block = recall_at_k(speech[rows] @ generated.T, rows[:, None] == source[None, :], tuple(hits))
+        for k in hits:
+            hits[k] += block[k] * len(rows)
+    recall = {f"R@{k}": v / speech.shape[0] for k, v in hits.items()}
+    return {"real_test_images": real, "caption_to_generated": recall}

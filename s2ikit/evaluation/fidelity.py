@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
+from s2ikit.models.image_encoder import find_weights
 from s2ikit.training import checkpoint
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release asset (its hub cache name)
@@ -29,19 +30,9 @@ PROTOCOL = "uint8 images, TF1-compatible bilinear resize to 299 px inside torch-
 
 def find_fidelity_weights(explicit: str | Path = "") -> Path:
     """The FID/IS Inception weights: an explicit path, else torch-fidelity's file in the torch hub cache."""
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: FID/IS Inception weights not found")
-        return path
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    found = sorted(hub.glob("weights-inception-2015-12-05-*.pth")) + sorted(hub.glob("pt_inception-2015-12-05-*.pth"))
-    if not found:
-        raise FileNotFoundError(
-            f"FID/IS need torch-fidelity's Inception weights: place {WEIGHTS_FILE} in {hub} or pass "
-            "--inception-weights PATH"
-        )
-    return found[0]
+    patterns = ("weights-inception-2015-12-05-*.pth", "pt_inception-2015-12-05-*.pth")
+    hint = f"FID and IS need torch-fidelity's {WEIGHTS_FILE} there, or --inception-weights PATH"
+    return find_weights(explicit, patterns, "FID/IS Inception", hint)
 
 
 class FidelityFeatures(nn.Module):

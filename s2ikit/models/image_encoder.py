@@ -74,21 +74,25 @@ def mean_max_pool(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
 
 
-def find_inception_weights(explicit: str | Path = "") -> Path:
-    """The Inception-v3 ImageNet state dict: an explicit path, else torchvision's file in the torch hub cache."""
+def find_weights(explicit: str | Path, patterns: tuple[str, ...], what: str, missing_hint: str) -> Path:
+    """A weights file: the explicit path when given, else the first match of `patterns` in the torch hub cache."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: Inception-v3 weights not found")
+            raise FileNotFoundError(f"{path}: {what} weights not found")
         return path
     hub = Path(torch.hub.get_dir()) / "checkpoints"
-    found = sorted(hub.glob("inception_v3_google-*.pth"))
+    found = [p for pattern in patterns for p in sorted(hub.glob(pattern))]
     if not found:
-        raise FileNotFoundError(
-            f"no Inception-v3 weights in {hub}: copy inception_v3_google-0cc3c7bd.pth there, pass "
-            "--image-weights PATH, or use the from-scratch encoder (--set encoder.image_encoder=cnn)"
-        )
+        raise FileNotFoundError(f"no {what} weights in {hub}: {missing_hint}")
     return found[0]
+
+
+def find_inception_weights(explicit: str | Path = "") -> Path:
+    """The Inception-v3 ImageNet state dict: an explicit path, else torchvision's file in the torch hub cache."""
+    hint = ("copy inception_v3_google-0cc3c7bd.pth there, pass --image-weights PATH, or use the from-scratch "
+            "encoder (--set encoder.image_encoder=cnn)")  # fmt: skip
+    return find_weights(explicit, ("inception_v3_google-*.pth",), "Inception-v3", hint)
 
 
 def build_image_encoder(kind: str, embed_dim: int, cnn_width: int = 16, weights: str | Path = "") -> nn.Module:

@@ -114,7 +114,7 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
         "speech_args": encoders.speech_args,
         "features": settings["features"],
         "tts": settings.get("tts"),
-        "data": str(data_dir),
+        "data": str(data_dir.resolve()),  # absolute: evaluate and generate run from anywhere
     }
     if data_size != config.image_size:  # the encoder learnt at the shards' size: show it generated images at that size
         image_encoder = nn.Sequential(nn.Upsample(size=(data_size, data_size), mode="bilinear"), image_encoder)
@@ -218,8 +218,8 @@ def _save(run_dir, G, D, G_ema, opt_g, opt_d, step, g_args, encoder_run, config,
     state = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
              "opt_d": opt_d.state_dict(), "step": step}  # fmt: skip
     checkpoint.save(state, run_dir / STATE)
-    network = {"generator": G_ema.state_dict(), "generator_args": g_args, "encoder_run": str(encoder_run),
-               "step": step, "config": as_dict(config), **speech_side}  # fmt: skip
+    network = {"generator": G_ema.state_dict(), "generator_args": g_args, "step": step, "config": as_dict(config),
+               "encoder_run": str(encoder_run.resolve()), **speech_side}  # fmt: skip
     checkpoint.save(network, run_dir / GENERATOR)
 
 
