@@ -19,23 +19,19 @@ from typing import Any
 
 from PIL import Image
 
-from s2ikit.config import Preset, as_dict
-from s2ikit.data.records import Caption, Record
+from s2ikit.config import Preset
+from s2ikit.data.records import Record
 from s2ikit.data.safe_pickle import load_name_list
 from s2ikit.data.sources.base import register_source
 from s2ikit.data.sources.layout import (
+    OnDiskSource,
     check_layout,
-    count_notes,
-    file_stamps,
-    first_per_split,
-    index_failure,
     load_photo,
     make_keys,
-    read_caption_lines,
-    read_manifest,
     read_table,
+    split_counts,
 )
-from s2ikit.utils.errors import SampleError, UserError
+from s2ikit.utils.errors import UserError
 
 META = "CUB_200_2011"
 TABLES = ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
@@ -50,18 +46,14 @@ def attngan_crop(bbox: list[int]) -> Any:
     return lambda width, height: (max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r))
 
 
-class CUBSource:
+class CUBSource(OnDiskSource):
     name = "cub"
     needs_tts = True
 
     def __init__(self, preset: Preset, root: Path | None):
-        self.config = preset.cub
-        self.root = root
-        self.manifest = read_manifest("cub")
-        self.notes: list[str] = []
-        self.left_out: list[dict[str, Any]] = []
-        if self.config.captions_per_image < 1 or self.config.limit < 0:
-            raise UserError("cub.captions_per_image must be at least 1 and cub.limit at least 0")
+        super().__init__(preset, root)
+        if self.config.captions_per_image < 1:
+            raise UserError("cub.captions_per_image must be at least 1")
 
     def _test_classes_path(self) -> Path | None:
         if not self.config.test_classes:
@@ -69,13 +61,9 @@ class CUBSource:
         return Path(self.root or "") / self.config.test_classes  # an absolute path stays absolute
 
     def identity(self) -> dict[str, Any]:
-        root = Path(self.root or "")
         files = [f"{META}/{t}" for t in TABLES] + list(PICKLES.values())
         files += [self.config.test_classes] if self.config.test_classes else []  # absolute stays absolute
-        config = as_dict(self.config)
-        return {"source": "cub", "version": 1, "root": str(root.resolve()), "config": config} | {
-            "files": file_stamps(root, files)
-        }
+        return self._identity(files)
 
     def check(self) -> None:
         root = check_layout(self.root, self.manifest)
@@ -163,31 +151,20 @@ class CUBSource:
             for i in paths
             if split_of[i] is not None
         ]
-        records = []
-        for draft in first_per_split(drafts, self.config.limit):
-            text = root / "birds" / "text" / PurePosixPath(paths[draft.attributes["image_id"]]).with_suffix(".txt")
-            try:
-                lines = read_caption_lines(text, self.config.captions_per_image)
-            except SampleError as e:
-                self.left_out.append(index_failure(draft.key, str(e)))
-                continue
-            records.append(Record(**{**draft.__dict__, "captions": tuple(Caption(t) for t in lines)}))
-        if not records:
-            raise UserError(
-                f"{root / 'birds/text'}: no caption file found for any image; expected the Reed et al. captions"
-            )
+        records = self._attach_captions(
+            drafts,
+            lambda d: root / "birds" / "text" / PurePosixPath(paths[d.attributes["image_id"]]).with_suffix(".txt"),
+            root / "birds/text",
+            "the Reed et al. captions",
+        )
         self._count(drafts, records, source, len(paths), len(classes))
         return records
 
     def _count(self, drafts: list[Record], records: list[Record], source: str, n_images: int, n_classes: int) -> None:
         counts = {"images": n_images, "classes": n_classes}
         if source == "stackgan":  # the published split counts are StackGAN's
-            for split in ("train", "test"):
-                counts[f"{split}_images"] = sum(r.split == split for r in drafts)
-                counts[f"{split}_classes"] = len({r.class_id for r in drafts if r.split == split})
-        self.notes += count_notes(self.manifest, counts, 0)
-        if self.config.limit:
-            self.notes.append(f"cub: --limit {self.config.limit}: {len(records)} images indexed (a first try)")
+            counts |= split_counts(drafts)
+        self._note_counts(counts, records)
         short = sum(len(r.captions) < self.config.captions_per_image for r in records)
         if short:
             self.notes.append(f"cub: {short} images have fewer than {self.config.captions_per_image} captions")

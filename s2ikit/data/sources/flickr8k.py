@@ -15,20 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from s2ikit.config import Preset, as_dict
+from s2ikit.config import Preset
 from s2ikit.data.records import Caption, Record
 from s2ikit.data.sources.base import register_source
 from s2ikit.data.sources.layout import (
+    OnDiskSource,
     check_layout,
-    count_notes,
-    file_stamps,
     first_per_split,
     index_failure,
-    load_photo,
     make_keys,
-    read_manifest,
     read_table,
 )
 from s2ikit.utils.errors import UserError
@@ -42,20 +37,14 @@ TEXT_DIRS = ("", "Flickr8k_text")  # the text archive unpacks either way
 IMAGES, WAVS, WAV2CAPT = "Flicker8k_Dataset", "flickr_audio/wavs", "flickr_audio/wav2capt.txt"
 
 
-class Flickr8kSource:
+class Flickr8kSource(OnDiskSource):
     name = "flickr8k"
     needs_tts = False
 
     def __init__(self, preset: Preset, root: Path | None):
-        self.config = preset.flickr8k
-        self.root = root
-        self.manifest = read_manifest("flickr8k")
-        self.notes: list[str] = []
-        self.left_out: list[dict[str, Any]] = []
+        super().__init__(preset, root)
         if self.config.dev_split not in ("none", "train"):
             raise UserError(f"flickr8k.dev_split must be none or train, not '{self.config.dev_split}'")
-        if self.config.limit < 0:
-            raise UserError("flickr8k.limit must be at least 0")
 
     def _text_dir(self, root: Path) -> str:
         for folder in TEXT_DIRS:
@@ -64,12 +53,8 @@ class Flickr8kSource:
         return ""
 
     def identity(self) -> dict[str, Any]:
-        root = Path(self.root or "")
-        text = self._text_dir(root)
-        files = [WAV2CAPT] + [str(Path(text) / f) for f in (*SPLIT_FILES.values(), "Flickr8k.token.txt")]
-        return {"source": "flickr8k", "version": 1, "root": str(root.resolve()), "config": as_dict(self.config)} | {
-            "files": file_stamps(root, files)
-        }
+        text = self._text_dir(Path(self.root or ""))
+        return self._identity([WAV2CAPT] + [str(Path(text) / f) for f in (*SPLIT_FILES.values(), "Flickr8k.token.txt")])
 
     def check(self) -> None:
         root = check_layout(self.root, self.manifest)
@@ -143,13 +128,8 @@ class Flickr8kSource:
             raise UserError(f"{root / WAV2CAPT}: no image of the split lists has a spoken caption")
         counts = {f"{s}_images": n for s, n in per_split.items()}
         counts |= {"images": len(split_of), "spoken_captions": len(wav_rows)}
-        self.notes += count_notes(self.manifest, counts, 0)
-        if self.config.limit:
-            self.notes.append(f"flickr8k: --limit {self.config.limit}: {len(records)} images indexed (a first try)")
+        self._note_counts(counts, records)
         return records
-
-    def load_image(self, record: Record, size: int) -> Image.Image:
-        return load_photo(Path(self.root or "") / record.image, size)
 
 
 register_source("flickr8k")(Flickr8kSource)

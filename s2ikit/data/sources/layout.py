@@ -17,8 +17,8 @@ from typing import Any
 
 from PIL import Image
 
-from s2ikit.config import manifests_dir
-from s2ikit.data.records import Record
+from s2ikit.config import Preset, as_dict, manifests_dir
+from s2ikit.data.records import Caption, Record
 from s2ikit.utils.errors import SampleError, UserError
 
 try:
@@ -184,3 +184,61 @@ def load_photo(
     image = image.resize((rw, rh), Image.Resampling.LANCZOS)
     left, top = (rw - size) // 2, (rh - size) // 2
     return image.crop((left, top, left + size, top + size))
+
+
+class OnDiskSource:
+    """What the sources read from users' folders share: their preset section (named like the source), the
+    root, the manifest, the notes and left-out lists `prepare` reports, and the shape of their identity."""
+
+    name: str
+
+    def __init__(self, preset: Preset, root: Path | None):
+        self.config = getattr(preset, self.name)
+        self.root = root
+        self.manifest = read_manifest(self.name)
+        self.notes: list[str] = []
+        self.left_out: list[dict[str, Any]] = []
+        if self.config.limit < 0:
+            raise UserError(f"{self.name}.limit must be at least 0")
+
+    def load_image(self, record: Record, size: int) -> Image.Image:
+        return load_photo(Path(self.root or "") / record.image, size)
+
+    def _attach_captions(self, drafts: list[Record], caption_file: Callable[[Record], Path], where: Path,
+                         what: str) -> list[Record]:  # fmt: skip
+        """The first `limit` drafts of each split with their caption lines; an image whose file is missing or
+        unreadable is left out (and reported), and none at all is an error naming the folder."""
+        records = []
+        for draft in first_per_split(drafts, self.config.limit):
+            try:
+                lines = read_caption_lines(caption_file(draft), self.config.captions_per_image)
+            except SampleError as e:
+                self.left_out.append(index_failure(draft.key, str(e)))
+                continue
+            records.append(Record(**{**draft.__dict__, "captions": tuple(Caption(t) for t in lines)}))
+        if not records:
+            raise UserError(f"{where}: no caption file found for any image; expected {what}")
+        return records
+
+    def _note_counts(self, counts: dict[str, int], records: list[Record]) -> None:
+        """Warn where counts differ from the published ones, and say so when --limit made a subset."""
+        self.notes += count_notes(self.manifest, counts, 0)
+        if self.config.limit:
+            self.notes.append(f"{self.name}: --limit {self.config.limit}: {len(records)} images indexed (a first try)")
+
+    def _identity(self, files: list[str]) -> dict[str, Any]:
+        """The settings, the root and the stamps of the files that decide the index."""
+        root = Path(self.root or "")
+        config = as_dict(self.config)
+        return {"source": self.name, "version": 1, "root": str(root.resolve()), "config": config} | {
+            "files": file_stamps(root, files)
+        }
+
+
+def split_counts(records: list[Record]) -> dict[str, int]:
+    """Images and classes per split, to compare with StackGAN's published split."""
+    counts = {}
+    for split in ("train", "test"):
+        counts[f"{split}_images"] = sum(r.split == split for r in records)
+        counts[f"{split}_classes"] = len({r.class_id for r in records if r.split == split})
+    return counts

@@ -16,24 +16,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from s2ikit.config import Preset, as_dict
-from s2ikit.data.records import Caption, Record
+from s2ikit.config import Preset
+from s2ikit.data.records import Record
 from s2ikit.data.safe_pickle import load_name_list
 from s2ikit.data.sources.base import register_source
 from s2ikit.data.sources.layout import (
+    OnDiskSource,
     check_layout,
-    count_notes,
-    file_stamps,
-    first_per_split,
-    index_failure,
-    load_photo,
     make_keys,
-    read_caption_lines,
-    read_manifest,
+    split_counts,
 )
-from s2ikit.utils.errors import SampleError, UserError
+from s2ikit.utils.errors import UserError
 
 PICKLES = {"train": "flowers/train/filenames.pickle", "test": "flowers/test/filenames.pickle"}
 
@@ -52,25 +46,17 @@ def read_mat_ids(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     return {n: np.asarray(mat[n]).astype(np.int64).ravel() for n in names}
 
 
-class OxfordSource:
+class OxfordSource(OnDiskSource):
     name = "oxford"
     needs_tts = True
 
     def __init__(self, preset: Preset, root: Path | None):
-        self.config = preset.oxford
-        self.root = root
-        self.manifest = read_manifest("oxford")
-        self.notes: list[str] = []
-        self.left_out: list[dict[str, Any]] = []
-        if self.config.captions_per_image < 1 or self.config.limit < 0:
-            raise UserError("oxford.captions_per_image must be at least 1 and oxford.limit at least 0")
+        super().__init__(preset, root)
+        if self.config.captions_per_image < 1:
+            raise UserError("oxford.captions_per_image must be at least 1")
 
     def identity(self) -> dict[str, Any]:
-        root = Path(self.root or "")
-        files = file_stamps(root, ["imagelabels.mat", "setid.mat", *PICKLES.values()])
-        return {"source": "oxford", "version": 1, "root": str(root.resolve()), "config": as_dict(self.config)} | {
-            "files": files
-        }
+        return self._identity(["imagelabels.mat", "setid.mat", *PICKLES.values()])
 
     def check(self) -> None:
         root = check_layout(self.root, self.manifest)
@@ -121,31 +107,17 @@ class OxfordSource:
             for i in range(1, len(labels) + 1)
             if split_of[i] is not None
         ]
-        records = []
-        for draft in first_per_split(drafts, self.config.limit):
-            text = root / "text_c10" / draft.class_name / f"{Path(draft.image).stem}.txt"
-            try:
-                lines = read_caption_lines(text, self.config.captions_per_image)
-            except SampleError as e:
-                self.left_out.append(index_failure(draft.key, str(e)))
-                continue
-            records.append(Record(**{**draft.__dict__, "captions": tuple(Caption(t) for t in lines)}))
-        if not records:
-            raise UserError(
-                f"{root / 'text_c10'}: no caption file found for any image; expected Reed et al.'s captions"
-            )
+        records = self._attach_captions(
+            drafts,
+            lambda d: root / "text_c10" / d.class_name / f"{Path(d.image).stem}.txt",
+            root / "text_c10",
+            "Reed et al.'s captions",
+        )
         counts = {"images": len(labels), "classes": len({int(v) for v in labels})}
         if (root / PICKLES["train"]).is_file():  # the published split counts are StackGAN's
-            for split in ("train", "test"):
-                counts[f"{split}_images"] = sum(r.split == split for r in drafts)
-                counts[f"{split}_classes"] = len({r.class_id for r in drafts if r.split == split})
-        self.notes += count_notes(self.manifest, counts, 0)
-        if self.config.limit:
-            self.notes.append(f"oxford: --limit {self.config.limit}: {len(records)} images indexed (a first try)")
+            counts |= split_counts(drafts)
+        self._note_counts(counts, records)
         return records
-
-    def load_image(self, record: Record, size: int) -> Image.Image:
-        return load_photo(Path(self.root or "") / record.image, size)
 
 
 register_source("oxford")(OxfordSource)

@@ -18,18 +18,14 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from PIL import Image
-
-from s2ikit.config import Preset, as_dict
+from s2ikit.config import Preset
 from s2ikit.data.records import Caption, Record
 from s2ikit.data.sources.base import register_source
 from s2ikit.data.sources.layout import (
+    OnDiskSource,
     check_layout,
-    file_stamps,
     first_per_split,
-    load_photo,
     make_keys,
-    read_manifest,
 )
 from s2ikit.utils.errors import UserError
 
@@ -49,24 +45,17 @@ def in_test(image: str, fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-class PlacesSource:
+class PlacesSource(OnDiskSource):
     name = "places"
     needs_tts = False
 
     def __init__(self, preset: Preset, root: Path | None):
-        self.config = preset.places
-        self.root = root
-        self.manifest = read_manifest("places")
-        self.notes: list[str] = []
-        self.left_out: list[dict[str, Any]] = []
-        if not self.config.classes or not 0.0 < self.config.test_fraction < 1.0 or self.config.limit < 0:
-            raise UserError("places: classes must not be empty, test_fraction in (0, 1), limit at least 0")
+        super().__init__(preset, root)
+        if not self.config.classes or not 0.0 < self.config.test_fraction < 1.0:
+            raise UserError("places: classes must not be empty and test_fraction in (0, 1)")
 
     def identity(self) -> dict[str, Any]:
-        root = Path(self.root or "")
-        return {"source": "places", "version": 1, "root": str(root.resolve()), "config": as_dict(self.config)} | {
-            "files": file_stamps(root, [self.config.metadata])
-        }
+        return self._identity([self.config.metadata])
 
     def check(self) -> None:
         cfg = self.config
@@ -127,12 +116,8 @@ class PlacesSource:
             f"{len({r.class_id for r in drafts})} classes; the paper's subset had 13,803 pairs (10,933 / 2,870), "
             "a selection that is not published, so counts are not compared"
         )
-        if cfg.limit:
-            self.notes.append(f"places: --limit {cfg.limit}: {len(records)} images indexed (a first try)")
+        self._note_counts({}, records)
         return records
-
-    def load_image(self, record: Record, size: int) -> Image.Image:
-        return load_photo(Path(self.root or "") / record.image, size)
 
 
 register_source("places")(PlacesSource)
