@@ -26,6 +26,7 @@ from s2ikit.config import EvaluateConfig, LoaderConfig
 from s2ikit.data.loader import make_loader
 from s2ikit.models.classifier import ImageClassifier
 from s2ikit.training import checkpoint
+from s2ikit.training.augment import augment_images
 from s2ikit.utils.atomic import file_sha256, fingerprint
 
 VERSION = 1  # bump when training changes, so cached judges are retrained
@@ -130,22 +131,18 @@ def _train(real: RealImages, vocab: dict[str, list], config: EvaluateConfig, dev
 
 
 def augment_for_judge(x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
-    """Flips (and quarter turns for "dihedral"), then a random blur and noise per image: generated images are
-    softer and noisier than real ones, and a judge that only knew crisp edges would blame the style, not the
-    content."""
-    if torch.rand((), generator=gen) < 0.5:
-        x = x.flip(-1)
-    if mode == "dihedral":
-        x = torch.rot90(x, int(torch.randint(4, (), generator=gen)), dims=(-2, -1))
+    """The encoder's flips ("flip"; quarter turns too for "dihedral"), then a random blur and noise per image:
+    generated images are softer and noisier than real ones, and a judge that only knew crisp edges would blame
+    the style, not the content."""
+    x = augment_images(x, mode, gen)
     kernel = torch.tensor([0.25, 0.5, 0.25])
     blurred = F.conv2d(
         F.pad(x, (1, 1, 1, 1), mode="replicate"), (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3), groups=3
     )
     mix = torch.rand(x.shape[0], 1, 1, 1, generator=gen)
     x = x + mix * (blurred - x)
-    return (x + 0.05 * torch.rand(x.shape[0], 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)).clamp(
-        -1, 1
-    )
+    noise = 0.05 * torch.rand(x.shape[0], 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
+    return (x + noise).clamp(-1, 1)
 
 
 def _accuracy(judge: Judge, real: RealImages) -> dict[str, float]:
