@@ -104,6 +104,16 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def first_rows(keys: list[str], seen: set[str]) -> list[int]:
+    """Rows of a batch whose image key is new (test mode yields one row per caption); adds them to `seen`."""
+    rows = []
+    for i, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            rows.append(i)
+    return rows
+
+
 def world_size() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size()

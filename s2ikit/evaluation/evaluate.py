@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2ikit.config import EvaluateConfig, LoaderConfig, as_dict
-from s2ikit.data.loader import make_loader
+from s2ikit.data.loader import first_rows, make_loader
 from s2ikit.evaluation import fidelity
-from s2ikit.evaluation.generation import GeneratorBundle, caption_noise, load_bundle
+from s2ikit.evaluation.generation import GeneratorBundle, generate_images, load_bundle
 from s2ikit.evaluation.judge import image_labels, load_or_train_judge
 from s2ikit.evaluation.retrieval import cross_modal_retrieval, mean_average_precision, recall_at_k
 from s2ikit.training import checkpoint
@@ -151,15 +151,9 @@ def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools
         n, k = len(batch["key"]), config.images_per_caption
         tools.data_size = batch["image"].shape[-1]
         speech = bundle.speech_encoder(batch["mel"].to(device), batch["mel_lengths"].to(device)).float()
-        rows = list(range(row, row + n))
+        # (n * k, 3, S, S): the k images of caption 0, then caption 1, ...
+        images = generate_images(bundle, speech, k, config.seed, first_row=row).flatten(0, 1)
         row += n
-        images = torch.stack(
-            [
-                bundle.generator(caption_noise(config.seed, rows, j, bundle.generator.z_dim).to(device), speech)
-                for j in range(k)
-            ],
-            dim=1,
-        ).flatten(0, 1)  # fmt: skip  (n * k, 3, S, S): the k images of caption 0, then caption 1, ...
         if judge is not None:
             labels = [
                 image_labels(int(c), a, tuple(judge.vocab)) for c, a in zip(batch["class_id"], batch["attributes"])
@@ -229,11 +223,7 @@ def _fidelity(got, tools: _Tools, data_dir, dataset, size, config, log) -> tuple
         loader = make_loader(data_dir, LoaderConfig(split="test", mode="test", batch_size=64))
         seen: set[str] = set()
         for batch in loader:
-            rows = []
-            for i, key in enumerate(batch["key"]):
-                if key not in seen:  # every image once, however many captions it has
-                    seen.add(key)
-                    rows.append(i)
+            rows = first_rows(batch["key"], seen)  # every image once, however many captions it has
             if rows:
                 real = (
                     F.interpolate(batch["image"][rows], size=(size, size), mode="area")

@@ -118,10 +118,13 @@ def caption_noise(seed: int, rows: list[int], k: int, z_dim: int) -> torch.Tenso
 
 
 @torch.no_grad()
-def generate_images(bundle: GeneratorBundle, speech: torch.Tensor, num: int, seed: int) -> torch.Tensor:
-    """(N, D) speech embeddings -> (N, num, 3, S, S) images in [-1, 1]."""
+def generate_images(
+    bundle: GeneratorBundle, speech: torch.Tensor, num: int, seed: int, first_row: int = 0
+) -> torch.Tensor:
+    """(N, D) speech embeddings -> (N, num, 3, S, S) images in [-1, 1]; row i's noise is caption_noise's for
+    `first_row + i`, so a split generated batch by batch gets the same images as in one go."""
     device = bundle.device
-    rows = list(range(speech.shape[0]))
+    rows = list(range(first_row, first_row + speech.shape[0]))
     images = [
         bundle.generator(caption_noise(seed, rows, k, bundle.generator.z_dim).to(device), speech.to(device))
         for k in range(num)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from s2ikit.config import EvaluateConfig, LoaderConfig
-from s2ikit.data.loader import make_loader
+from s2ikit.data.loader import first_rows, make_loader
 from s2ikit.models.classifier import ImageClassifier
 from s2ikit.training import checkpoint
 from s2ikit.training.augment import augment_images
@@ -61,11 +61,7 @@ def load_real(data_dir: Path, split: str, size: int, judged: tuple[str, ...]) ->
     """Every image of a split once (the loader yields one row per caption)."""
     images, labels, keys, seen = [], [], [], set()
     for batch in make_loader(data_dir, LoaderConfig(split=split, mode="test", batch_size=64)):
-        rows = []
-        for i, key in enumerate(batch["key"]):
-            if key not in seen:  # a batch holds several captions of one image
-                seen.add(key)
-                rows.append(i)
+        rows = first_rows(batch["key"], seen)  # a batch holds several captions of one image
         for i in rows:
             keys.append(batch["key"][i])
             labels.append(image_labels(int(batch["class_id"][i]), batch["attributes"][i], judged))
