@@ -102,14 +102,17 @@ def test_loss_terms_are_finite_and_reach_the_right_networks():
         torch.nn.functional.normalize(torch.randn(4, 16)),
         torch.randn(4, 100),
     )
-    d_loss, d_stats = loss.discriminator_loss(real, s, z)
+    fake = loss.generate(s, z)
+    d_loss, d_stats = loss.discriminator_loss(real, s, fake)
     d_loss.backward()
     assert all(p.grad is None for p in G.parameters())  # the D phase does not touch G
     assert d_stats["ma_gp"] > 0 and set(d_stats) >= {"d_hinge", "d_real", "d_fake"}
-    D.zero_grad()
-    g_loss, g_stats = loss.generator_loss(s, torch.tensor([0, 1, 2, 3]), z)
-    g_loss.backward()
+    D.zero_grad(set_to_none=True)
+    g_loss, g_stats = loss.generator_loss(fake, s, torch.tensor([0, 1, 2, 3]))
+    g_loss.backward()  # the same images' graph serves the G phase
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+    assert all(p.grad is None for p in D.parameters())  # the G phase leaves D's gradients alone...
+    assert all(p.requires_grad for p in D.parameters())  # ...and D trainable for its next phase
     assert "g_damsm" in g_stats
 
 

@@ -88,3 +88,28 @@ def test_standing_statistics_fit_the_ema_generator_itself():
         fitted = G(z, speech)
         batch_stats = G.train()(z, speech)  # what the same weights do with their own batch statistics
     assert (fitted - batch_stats).abs().max() < 0.05 < (stale - batch_stats).abs().max()
+
+
+def test_speech_cache_gives_the_encoders_embeddings_and_runs_each_utterance_once(reference, encoder_run):
+    from contextlib import nullcontext
+
+    from s2ikit.config import LoaderConfig
+    from s2ikit.data.loader import make_loader
+    from s2ikit.training.encoder import load_best_encoders
+    from s2ikit.training.gan import SpeechEmbeddings
+
+    speech = load_best_encoders(encoder_run)[0].speech.eval()
+    seen = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, mel, lengths):
+            seen.append(len(lengths))
+            return speech(mel, lengths)
+
+    cached = SpeechEmbeddings(Counting(), nullcontext(), cache=True)
+    batches = list(make_loader(reference, LoaderConfig(split="test", mode="test", batch_size=4)))
+    for batch in batches + batches:  # the second pass meets only known utterances
+        with torch.no_grad():
+            expected = speech(batch["mel"], batch["mel_lengths"])
+        torch.testing.assert_close(cached(batch), expected, rtol=1e-4, atol=1e-5)
+    assert sum(seen) == sum(len(b["key"]) for b in batches)

@@ -8,6 +8,9 @@ D (eq. 19): hinge on real/matching, 1/2 fake/matching and 1/2 real/mismatched pa
             gradients enabled on its inputs, and serves both the hinge term and the penalty.
 G:          -D(G(z, s), s) plus a DAMSM-style matching loss between the generated image (through the frozen
             pretrained image encoder) and s: 10 x cos, same-class off-diagonals masked, cross-entropy both ways.
+One generator forward pass per step serves both phases, as in DF-GAN: D's update does not touch G, so the
+images are the ones a second pass would make, and the G phase reuses their graph. D's parameters are frozen
+during the G phase's D pass so its backward skips gradients that the next D phase would discard.
 """
 
 from __future__ import annotations
@@ -36,15 +39,17 @@ class FusionS2iGanLoss:
     ):
         self.G, self.D, self.image_encoder, self.config = generator, discriminator, image_encoder, config
 
+    def generate(self, speech: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """This step's images, with their graph: `discriminator_loss` detaches them, `generator_loss` keeps it."""
+        return self.G(z, speech)
+
     def discriminator_loss(
-        self, real: torch.Tensor, speech: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None
+        self, real: torch.Tensor, speech: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict]:
         real = translate(real.detach(), self.config.augment_translation, rng).requires_grad_(True)
         speech = speech.detach().requires_grad_(True)
         score_real, score_mismatch = self.D(real, speech, speech.roll(1, dims=0))
-        with torch.no_grad():
-            fake = self.G(z, speech.detach())
-        score_fake = self.D(translate(fake, self.config.augment_translation, rng), speech)
+        score_fake = self.D(translate(fake.detach(), self.config.augment_translation, rng), speech)
         hinge = (
             F.relu(1.0 - score_real).mean()
             + 0.5 * F.relu(1.0 + score_fake).mean()
@@ -62,10 +67,20 @@ class FusionS2iGanLoss:
         return loss, {k: float(v.detach()) for k, v in stats.items()}
 
     def generator_loss(
-        self, speech: torch.Tensor, class_ids: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None
+        self,
+        fake: torch.Tensor,
+        speech: torch.Tensor,
+        class_ids: torch.Tensor,
+        rng: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        fake = self.G(z, speech)
-        adversarial = -self.D(translate(fake, self.config.augment_translation, rng), speech).mean()
+        trainable = [p for p in self.D.parameters() if p.requires_grad]
+        for p in trainable:  # recorded at forward time: the backward then skips D's weight gradients
+            p.requires_grad_(False)
+        try:
+            adversarial = -self.D(translate(fake, self.config.augment_translation, rng), speech).mean()
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
         loss, stats = adversarial, {"g_adv": float(adversarial.detach())}
         if self.image_encoder is not None and self.config.damsm_weight > 0:
             damsm = matching_loss(
