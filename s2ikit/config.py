@@ -189,9 +189,16 @@ class GANConfig:
     damsm_weight: float = 0.1  # generator's speech-image matching loss (DAMSM-style) weight
     matching_scale: float = 10.0  # S = scale * cos, as in the encoder's matching loss
     ema_decay: float = 0.999  # EMA generator used for samples and evaluation
+    # The EMA's window, 1 / (1 - decay), is at most this fraction of the steps done (StyleGAN2-ADA's ema_rampup),
+    # so that an early EMA is not mostly the random initialisation; it reaches 1 / (1 - ema_decay) after
+    # 1 / ((1 - ema_decay) * ema_rampup) steps (10k at the defaults).
+    ema_rampup: float = 0.1
     # DiffAugment translation in front of D (real and fake), as a fraction of the side; 0 = off (the paper).
     # Beyond the paper: for small data sets, where D would otherwise memorise the training images.
     augment_translation: float = 0.0
+    # Real images only, per image: "flip" or "dihedral" (flips and quarter turns), symmetries under which the
+    # data set's distribution is unchanged (CUB: flip; shapes: dihedral). "none" = as loaded (the paper).
+    augment_real: str = "none"
     epochs: int = 600
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 500  # steps between resumable checkpoints

@@ -149,3 +149,26 @@ def test_translation_shifts_each_image_by_whole_pixels_and_passes_gradients():
         assert int((b == 0).all(dim=0).sum()) >= 16 * (abs(dy) + abs(dx)) - abs(dy * dx)
     out.sum().backward()
     assert x.grad.sum() > 0  # the pixels that stay in the frame get gradient 1
+
+
+def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
+    return [torch.rot90(f, k, dims=(-2, -1)) for f in (x, x.flip(-1)) for k in range(4)]
+
+
+def test_real_augmentation_draws_a_symmetry_per_image():
+    from s2ikit.training.augment import augment_real
+
+    x = torch.randn(64, 3, 8, 8)
+    assert augment_real(x, "none", torch.Generator()) is x
+    for mode, group in (("flip", 2), ("dihedral", 8)):
+        out = augment_real(x, mode, torch.Generator().manual_seed(0))
+        seen = set()
+        for a, b in zip(x, out):
+            options = _dihedral(a) if mode == "dihedral" else [a, a.flip(-1)]
+            hits = [i for i, t in enumerate(options) if torch.equal(t, b)]
+            assert len(hits) == 1  # each output is exactly one transform of its own input
+            seen.add(hits[0])
+        assert len(seen) == group  # drawn per image: 64 images show every transform of the group
+        torch.testing.assert_close(out, augment_real(x, mode, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="augment_real"):
+        augment_real(x, "rotate", torch.Generator())

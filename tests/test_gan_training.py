@@ -71,6 +71,18 @@ def test_two_process_ddp_gan_training_on_cpu(reference, encoder_run, tmp_path):
     assert (run / "checkpoints/generator.pt").is_file()
 
 
+def test_ema_window_grows_with_the_run_up_to_the_configured_decay():
+    import dataclasses
+
+    from s2ikit.training.gan import ema_decay_at
+
+    cfg = dataclasses.replace(GAN, ema_decay=0.999, ema_rampup=0.25)
+    assert ema_decay_at(cfg, 0) == 0.0  # the first update copies G: the EMA never holds the random initialisation
+    windows = [1 / (1 - ema_decay_at(cfg, t)) for t in (399, 2899, 3999, 50_000)]
+    assert windows[:2] == pytest.approx([100, 725])  # a quarter of the steps done
+    assert windows[2:] == pytest.approx([1000, 1000])  # capped by ema_decay
+
+
 def test_standing_statistics_fit_the_ema_generator_itself():
     from s2ikit.training.gan import standing_statistics
 

@@ -22,6 +22,28 @@ def augment_images(images: torch.Tensor, mode: str, generator: torch.Generator) 
     return images
 
 
+AUGMENT_REAL = ("none", "flip", "dihedral")
+
+
+def augment_real(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """A transform per image, drawn from the symmetries the data set's distribution has: "flip" (photos: a
+    mirrored bird is still a bird in a plausible pose) or "dihedral" (shapes: position and rotation are uniform,
+    so flips and quarter turns map the training distribution onto itself). Real images only: unlike DiffAugment
+    nothing leaks, since a transformed real image is just another sample of the same distribution, and D sees
+    up to 8x as many distinct real images."""
+    if mode == "none":
+        return images
+    if mode not in AUGMENT_REAL:
+        raise ValueError(f"gan.augment_real must be none|flip|dihedral, not {mode!r}")
+    b = images.shape[0]
+    flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    if mode == "dihedral":
+        turns = torch.randint(4, (b,), generator=generator).to(images.device)
+        images = torch.stack([torch.rot90(x, int(k), dims=(-2, -1)) for x, k in zip(images, turns.tolist())])
+    return images
+
+
 def mask_speech(
     mel: torch.Tensor, lengths: torch.Tensor, max_bins: int, max_frames: int, generator: torch.Generator
 ) -> torch.Tensor:

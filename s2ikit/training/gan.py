@@ -32,6 +32,7 @@ from s2ikit.evaluation.grid import save_grid
 from s2ikit.models.discriminator import Discriminator
 from s2ikit.models.generator import Generator
 from s2ikit.training import checkpoint
+from s2ikit.training.augment import AUGMENT_REAL, augment_real
 from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
 from s2ikit.training.encoder import load_best_encoders, to_device
 from s2ikit.training.gan_loss import FusionS2iGanLoss
@@ -51,6 +52,12 @@ def step_noise(config: GANConfig, step: int, batch: int, device: torch.device) -
     """z for `step`: a pure function of (seed, step), so resume needs no RNG state for it."""
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     return torch.randn(batch, config.z_dim, generator=gen).to(device)
+
+
+def ema_decay_at(config: GANConfig, step: int) -> float:
+    """The EMA's decay after `step` steps: its window 1 / (1 - decay) grows as `ema_rampup` x the steps done."""
+    window = max(1.0, config.ema_rampup * (step + 1))
+    return min(config.ema_decay, 1.0 - 1.0 / window)
 
 
 @torch.no_grad()
@@ -101,6 +108,8 @@ def train_gan(
 
 
 def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weights, log, info) -> dict[str, Any]:
+    if config.augment_real not in AUGMENT_REAL:
+        raise UserError(f"gan.augment_real must be one of {'|'.join(AUGMENT_REAL)}, got {config.augment_real!r}")
     torch.manual_seed(config.seed)
     encoders, _ = load_best_encoders(encoder_run, image_weights)
     speech_encoder = encoders.speech.requires_grad_(False).eval().to(info.device)
@@ -165,10 +174,11 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             real = batch["image"]
             if real.shape[-1] != config.image_size:  # e.g. 64 px shards feeding a 32 px model
                 real = F.interpolate(real, size=(config.image_size, config.image_size), mode="area")
-            if info.device.type == "cuda" and config.channels_last:
-                real = real.contiguous(memory_format=torch.channels_last)
             z = step_noise(config, step, real.shape[0], info.device)
             rng = torch.Generator().manual_seed(config.seed * 7_919 + step)  # augmentation: also a function of step
+            real = augment_real(real, config.augment_real, rng)
+            if info.device.type == "cuda" and config.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
             with autocast:
                 fake = loss.generate(speech, z)
                 d_loss, d_stats = loss.discriminator_loss(real, speech, fake, rng)
@@ -182,8 +192,7 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             g_loss.backward()
             sync_gradients(G, info)
             opt_g.step()
-            # warm-up: an early EMA would otherwise stay mostly the random initialisation for thousands of steps
-            update_ema(G_ema, G, min(config.ema_decay, (1 + step) / (10 + step)))
+            update_ema(G_ema, G, ema_decay_at(config, step))
             step += 1
             stats = {**d_stats, **g_stats}
             bad = not all(math.isfinite(v) and abs(v) < config.divergence_threshold for v in stats.values())
