@@ -1,4 +1,5 @@
-"""Batch augmentations for encoder training (training only; validation and export see clean inputs).
+"""Batch augmentations for training (validation and export see clean inputs): the encoder's images and speech,
+the GAN's real images (`augment_real`, one transform per image) and DiffAugment's translation in front of D.
 
 images: "flip" mirrors left-right (photos); "dihedral" also rotates by multiples of 90 degrees (shapes, whose
         class does not change under rotation). One transform per batch: cheap, and enough variety per epoch.
@@ -9,20 +10,19 @@ from __future__ import annotations
 
 import torch
 
+SYMMETRIES = ("none", "flip", "dihedral")  # the image modes of augment_images and augment_real
+
 
 def augment_images(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
     if mode == "none":
         return images
-    if mode not in ("flip", "dihedral"):
+    if mode not in SYMMETRIES:
         raise ValueError(f"encoder.image_augment must be none|flip|dihedral, not {mode!r}")
     if torch.rand((), generator=generator) < 0.5:
         images = images.flip(-1)
     if mode == "dihedral":
         images = torch.rot90(images, int(torch.randint(4, (), generator=generator)), dims=(-2, -1))
     return images
-
-
-AUGMENT_REAL = ("none", "flip", "dihedral")
 
 
 def augment_real(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
@@ -33,14 +33,15 @@ def augment_real(images: torch.Tensor, mode: str, generator: torch.Generator) ->
     up to 8x as many distinct real images."""
     if mode == "none":
         return images
-    if mode not in AUGMENT_REAL:
+    if mode not in SYMMETRIES:
         raise ValueError(f"gan.augment_real must be none|flip|dihedral, not {mode!r}")
     b = images.shape[0]
     flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     if mode == "dihedral":
         turns = torch.randint(4, (b,), generator=generator).to(images.device)
-        images = torch.stack([torch.rot90(x, int(k), dims=(-2, -1)) for x, k in zip(images, turns.tolist())])
+        for k in range(1, 4):  # in place on torch.where's fresh tensor; one rotation per quarter turn, not per image
+            images[turns == k] = torch.rot90(images[turns == k], k, dims=(-2, -1))
     return images
 
 
