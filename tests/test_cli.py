@@ -41,3 +41,12 @@ def test_bad_flag_value_is_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["prepare", "shapes", "--out", str(tmp_path), "--force", "speach"])
     assert result.exit_code == 2 and "--force speach: unknown step" in result.output
+
+
+def test_bad_setting_is_refused_before_a_training_run_starts(reference, tmp_path):
+    for command, setting in (("train-encoder", "encoder.image_augment"), ("train-gan", "gan.augment_real")):
+        args = [command, "-d", str(reference), "-r", str(tmp_path / "run"), "--set", f"{setting}=rotate"]
+        result = runner.invoke(app, args + (["-e", str(tmp_path / "no-encoder")] if command == "train-gan" else []))
+        assert result.exit_code == 2, (setting, result.output)
+        assert setting in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "run").exists()  # no half-made run folder left behind

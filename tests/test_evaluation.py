@@ -181,3 +181,7 @@ def test_generate_and_evaluate_errors_are_one_line(gan_run, tmp_path):
     assert result.exit_code == 2 and "bad.wav" in result.output
     result = runner.invoke(app, ["evaluate", str(tmp_path)])
     assert result.exit_code == 2 and "generator.pt: missing" in result.output
+    result = runner.invoke(app, ["evaluate", str(gan_run), "-o", str(tmp_path / "ev"), "--set",
+                                 "evaluate.judge_augment=rotate"])  # fmt: skip
+    assert result.exit_code == 2 and "evaluate.judge_augment must be one of" in result.output
+    assert not (tmp_path / "ev").exists()

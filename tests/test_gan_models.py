@@ -170,5 +170,5 @@ def test_real_augmentation_draws_a_symmetry_per_image():
             seen.add(hits[0])
         assert len(seen) == group  # drawn per image: 64 images show every transform of the group
         torch.testing.assert_close(out, augment_real(x, mode, torch.Generator().manual_seed(0)))
-    with pytest.raises(ValueError, match="augment_real"):
+    with pytest.raises(ValueError, match="real-image augmentation"):
         augment_real(x, "rotate", torch.Generator())

@@ -31,6 +31,7 @@ from s2ikit.evaluation.generation import GeneratorBundle, generate_images, load_
 from s2ikit.evaluation.judge import image_labels, load_or_train_judge
 from s2ikit.evaluation.retrieval import cross_modal_retrieval, mean_average_precision, recall_at_k
 from s2ikit.training import checkpoint
+from s2ikit.training.augment import check_symmetry
 from s2ikit.utils.atomic import file_sha256
 
 
@@ -61,6 +62,7 @@ def evaluate(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     started = time.monotonic()
+    check_symmetry(config.judge_augment, "evaluate.judge_augment")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bundle = load_bundle(run).to(device)
     data_dir = Path(data_dir or bundle.info["data"])

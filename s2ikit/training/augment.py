@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import torch
 
+from s2ikit.utils.errors import UserError
+
 SYMMETRIES = ("none", "flip", "dihedral")  # the image modes of augment_images and augment_real
+
+
+def check_symmetry(mode: str, setting: str) -> None:
+    """A one-line error naming the user's setting (`setting`, e.g. "gan.augment_real"), raised by each command
+    before its minutes of loading rather than at the first batch."""
+    if mode not in SYMMETRIES:
+        raise UserError(f"{setting} must be one of {'|'.join(SYMMETRIES)}, got {mode!r}")
 
 
 def augment_images(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
     if mode == "none":
         return images
     if mode not in SYMMETRIES:
-        raise ValueError(f"encoder.image_augment must be none|flip|dihedral, not {mode!r}")
+        raise ValueError(f"image augmentation must be none|flip|dihedral, not {mode!r}")
     if torch.rand((), generator=generator) < 0.5:
         images = images.flip(-1)
     if mode == "dihedral":
@@ -34,7 +43,7 @@ def augment_real(images: torch.Tensor, mode: str, generator: torch.Generator) ->
     if mode == "none":
         return images
     if mode not in SYMMETRIES:
-        raise ValueError(f"gan.augment_real must be none|flip|dihedral, not {mode!r}")
+        raise ValueError(f"real-image augmentation must be none|flip|dihedral, not {mode!r}")
     b = images.shape[0]
     flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)

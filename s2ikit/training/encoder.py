@@ -25,7 +25,7 @@ from s2ikit.evaluation.retrieval import cross_modal_retrieval
 from s2ikit.models.image_encoder import build_image_encoder, trainable_state
 from s2ikit.models.speech_encoder import SpeechEncoder
 from s2ikit.training import checkpoint
-from s2ikit.training.augment import augment_images, mask_speech
+from s2ikit.training.augment import augment_images, check_symmetry, mask_speech
 from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
 from s2ikit.training.encoder_data import EncoderData, load_encoder_data
 from s2ikit.training.encoder_loss import EncoderLoss
@@ -153,6 +153,7 @@ def train_encoder(
 
 
 def _train(data_dir, run_dir, config, resume, image_weights, log, info: DistInfo) -> dict[str, Any]:
+    check_symmetry(config.image_augment, "encoder.image_augment")
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     data = load_encoder_data(data_dir, config.val_fraction, config.seed)

@@ -32,7 +32,7 @@ from s2ikit.evaluation.grid import save_grid
 from s2ikit.models.discriminator import Discriminator
 from s2ikit.models.generator import Generator
 from s2ikit.training import checkpoint
-from s2ikit.training.augment import SYMMETRIES, augment_real
+from s2ikit.training.augment import augment_real, check_symmetry
 from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
 from s2ikit.training.encoder import load_best_encoders, to_device
 from s2ikit.training.gan_loss import FusionS2iGanLoss
@@ -108,8 +108,7 @@ def train_gan(
 
 
 def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weights, log, info) -> dict[str, Any]:
-    if config.augment_real not in SYMMETRIES:  # before minutes of loading, not at the first step
-        raise UserError(f"gan.augment_real must be one of {'|'.join(SYMMETRIES)}, got {config.augment_real!r}")
+    check_symmetry(config.augment_real, "gan.augment_real")
     torch.manual_seed(config.seed)
     encoders, _ = load_best_encoders(encoder_run, image_weights)
     speech_encoder = encoders.speech.requires_grad_(False).eval().to(info.device)
