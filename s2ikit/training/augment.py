@@ -26,7 +26,7 @@ def augment_images(images: torch.Tensor, mode: str, generator: torch.Generator) 
     if mode == "none":
         return images
     if mode not in SYMMETRIES:
-        raise ValueError(f"image augmentation must be none|flip|dihedral, not {mode!r}")
+        raise ValueError(f"image augmentation must be {'|'.join(SYMMETRIES)}, not {mode!r}")
     if torch.rand((), generator=generator) < 0.5:
         images = images.flip(-1)
     if mode == "dihedral":
@@ -43,7 +43,7 @@ def augment_real(images: torch.Tensor, mode: str, generator: torch.Generator) ->
     if mode == "none":
         return images
     if mode not in SYMMETRIES:
-        raise ValueError(f"real-image augmentation must be none|flip|dihedral, not {mode!r}")
+        raise ValueError(f"real-image augmentation must be {'|'.join(SYMMETRIES)}, not {mode!r}")
     b = images.shape[0]
     flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
