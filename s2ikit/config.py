@@ -202,6 +202,10 @@ class GANConfig:
     epochs: int = 600
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 500  # steps between resumable checkpoints
+    # Also keep each checkpoint's EMA generator as checkpoints/generators/step-NNNNNNN.pt, for `s2ikit select`
+    # (GAN quality swings between checkpoints; the last one is not always the best). Costs disk: one
+    # generator.pt per checkpoint.
+    keep_generators: bool = False
     log_every: int = 50  # steps between metrics.jsonl lines
     time_budget_minutes: float = 0.0  # stop cleanly (checkpoint kept) after this long; 0 = no limit
     num_workers: int = 2
@@ -232,6 +236,10 @@ class EvaluateConfig:
     map_queries_per_class: int = 2
     inception_splits: int = 10  # IS: the generated set is split in this many parts (StackGAN's protocol)
     grid_captions: int = 24  # test captions shown in report grids (each with its generated images and real image)
+    # `s2ikit select`: the kept generators are judged on at most this many *training* captions (never the test
+    # split), one image each, and ranked by the judge's class accuracy (the mean over the judged heads when
+    # the data set has no classes).
+    select_captions: int = 4096
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ uninterrupted one would have done. Gradients are averaged across ranks by hand a
 StyleGAN2-ADA does), because DDP wrappers cannot carry MA-GP's double backward.
 Run folder: config.json, metrics.jsonl, samples/step-NNNNNNN.png, checkpoints/gan-state.pt (resume) and
 checkpoints/generator.pt (EMA generator + the arguments that rebuild it, the frozen speech encoder, the feature
-recipe and the TTS settings: everything `s2ikit generate` needs).
+recipe and the TTS settings: everything `s2ikit generate` needs); with gan.keep_generators, also
+checkpoints/generators/step-NNNNNNN.pt, each checkpoint's generator.pt, for `s2ikit select`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from s2ikit.utils.errors import UserError
 from s2ikit.utils.jsonl import append_jsonl
 
 STATE, GENERATOR = "checkpoints/gan-state.pt", "checkpoints/generator.pt"
+GENERATORS = Path("checkpoints") / "generators"  # every checkpoint's EMA generator, when gan.keep_generators
 
 
 def generator_args(config: GANConfig, cond_dim: int) -> dict[str, Any]:
@@ -256,6 +258,8 @@ def _save(run_dir, G, D, G_ema, opt_g, opt_d, step, g_args, encoder_run, config,
     network = {"generator": G_ema.state_dict(), "generator_args": g_args, "step": step, "config": as_dict(config),
                "encoder_run": str(encoder_run.resolve()), **speech_side}  # fmt: skip
     checkpoint.save(network, run_dir / GENERATOR)
+    if config.keep_generators:
+        checkpoint.save(network, run_dir / GENERATORS / f"step-{step:07d}.pt")
 
 
 @torch.no_grad()
