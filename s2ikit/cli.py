@@ -486,6 +486,33 @@ def evaluate(
 
 @app.command()
 @friendly
+def select(
+    run: Path = typer.Argument(..., help="A `train-gan` run folder trained with gan.keep_generators=true."),
+    data: Path | None = typer.Option(None, "--data", "-d", help="Prepared data set (default: the one trained on)."),
+    preset: str | None = typer.Option(None, "--preset", help="Preset name or .toml (default: the data set's)."),
+    overrides: list[str] | None = SET,
+) -> None:
+    """Pick the run's best kept generator by the class-accuracy judge on training captions (never the test split).
+
+    GAN quality swings between checkpoints, so the last is not always the best. Judges every kept generator
+    (checkpoints/generators/) on evaluate.select_captions training captions, copies the winner to
+    RUN/checkpoints/best.pt and writes RUN/checkpoints/selection.json; then evaluate and generate that file.
+    Example: s2ikit select runs/shapes/gan && s2ikit evaluate runs/shapes/gan/checkpoints/best.pt
+    """
+    from s2ikit.evaluation.generation import load_bundle
+    from s2ikit.evaluation.select import select_generator
+
+    data_dir = data or Path(load_bundle(run).info["data"])
+    config = load_preset(preset or _dataset_name(data_dir), parse_overrides(overrides or [])).evaluate
+    selection = select_generator(
+        run, config, data_dir, log=lambda line: console.print(line, soft_wrap=True, highlight=False)
+    )
+    console.print(f"selected step {selection['step']} ({selection['criterion']} accuracy on training captions)")
+    Console().print(f"best generator: {selection['selected']}")
+
+
+@app.command()
+@friendly
 def generate(
     run: Path = typer.Argument(..., help="A `train-gan` run folder or a generator.pt checkpoint."),
     wav: list[Path] | None = typer.Option(None, "--wav", help="A spoken description (any sample rate). Repeatable."),

@@ -30,9 +30,10 @@ from s2ikit.evaluation import fidelity
 from s2ikit.evaluation.generation import GeneratorBundle, generate_images, load_bundle
 from s2ikit.evaluation.judge import image_labels, load_or_train_judge
 from s2ikit.evaluation.retrieval import cross_modal_retrieval, mean_average_precision, recall_at_k
+from s2ikit.evaluation.select import BEST, SELECTION
 from s2ikit.training import checkpoint
 from s2ikit.training.augment import check_symmetry
-from s2ikit.utils.atomic import file_sha256
+from s2ikit.utils.atomic import file_sha256, read_json
 
 
 @dataclass
@@ -74,6 +75,9 @@ def evaluate(
         "run": str(run_dir), "checkpoint": str(bundle.path), "step": bundle.info["step"], "data": str(data_dir),
         "dataset": dataset["dataset"], "settings": as_dict(config), "image_size": size, "skipped": {},
     }  # fmt: skip
+    selection = _selection_of(bundle)
+    if selection:
+        report["selection"] = selection
 
     judge = None
     if any(c >= 0 for c in dataset.get("class_ids", [])) or config.judge_attributes:
@@ -102,6 +106,15 @@ def evaluate(
     report["report"] = str(out_dir / "report.md")
     write_report(report, got.grid, out_dir)
     return report
+
+
+def _selection_of(bundle: GeneratorBundle) -> dict[str, Any] | None:
+    """`s2ikit select`'s record, when the checkpoint evaluated is the one it chose (and not retrained since)."""
+    run_dir = bundle.path.parent.parent
+    if bundle.path.resolve() != (run_dir / BEST).resolve() or not (run_dir / SELECTION).is_file():
+        return None
+    selection = read_json(run_dir / SELECTION)
+    return selection if selection.get("step") == bundle.info["step"] else None
 
 
 @dataclass

@@ -51,6 +51,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"generated images at {report['image_size']} px, in {report['seconds']} s.",
         "",
     ]
+    if "selection" in report:
+        sel = report["selection"]
+        steps = ", ".join(str(c["step"]) for c in sel["candidates"])
+        lines += [
+            f"The checkpoint was chosen by `s2ikit select` among the run's kept generators (steps {steps}): the "
+            f"judge's {sel['criterion']} accuracy on {sel['captions']} *training* captions, one image each. The "
+            "test split played no part in the choice.",
+            "",
+        ]
     if "class_accuracy" in report:
         lines += [
             "## Class accuracy of generated images",

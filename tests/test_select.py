@@ -1,0 +1,83 @@
+"""`s2ikit select`: the best kept generator by the judge on training captions, and evaluate's record of it."""
+
+import dataclasses
+import json
+from unittest import mock
+
+import pytest
+from conftest import GAN
+from typer.testing import CliRunner
+
+from s2ikit.cli import app
+from s2ikit.config import EvaluateConfig
+from s2ikit.evaluation import select
+from s2ikit.evaluation.evaluate import evaluate
+from s2ikit.evaluation.select import criterion, select_generator
+from s2ikit.training.gan import train_gan
+
+runner = CliRunner()
+EVAL = EvaluateConfig(
+    images_per_caption=1, judge_attributes=("colour", "shape", "size"), judge_epochs=2, judge_width=4, grid_captions=2
+)
+
+
+@pytest.fixture(scope="module")
+def kept_run(reference, encoder_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("kept-run")
+    config = dataclasses.replace(GAN, keep_generators=True, checkpoint_every=1, sample_every=100)
+    train_gan(reference, encoder_run, run, config, max_steps=3, log=lambda s: None)
+    return run
+
+
+def test_select_copies_the_generator_the_judge_ranks_first_using_training_captions_only(kept_run, reference):
+    kept = sorted((kept_run / "checkpoints/generators").glob("*.pt"))
+    assert [p.name for p in kept] == ["step-0000001.pt", "step-0000002.pt", "step-0000003.pt"]
+    splits = []
+    real_loader = select.make_loader
+
+    def recording_loader(data_dir, config):
+        splits.append(config.split)
+        return real_loader(data_dir, config)
+
+    with mock.patch.object(select, "make_loader", recording_loader):
+        selection = select_generator(kept_run, EVAL, reference, log=lambda s: None)
+    assert splits == ["train"]  # generated images come from training captions only
+    assert selection["captions"] == 16 and selection["split"] == "train" and selection["criterion"] == "class"
+    ranked = selection["candidates"]
+    assert [c["step"] for c in ranked] == [1, 2, 3]  # the last generator.pt is step 3's kept copy, judged once
+    best = max(ranked, key=lambda c: (criterion(c["accuracy"]), c["step"]))
+    assert selection["step"] == best["step"]
+    chosen = kept_run / "checkpoints/best.pt"
+    assert chosen.read_bytes() == (kept_run / "checkpoints/generators" / f"step-{best['step']:07d}.pt").read_bytes()
+    assert json.loads((kept_run / "checkpoints/selection.json").read_text())["step"] == best["step"]
+
+    # evaluate records the choice when it evaluates best.pt, and only then
+    report = evaluate(chosen, EVAL, kept_run / "eval-best", reference, log=lambda s: None)
+    assert report["step"] == best["step"] and report["selection"]["step"] == best["step"]
+    assert "chosen by `s2ikit select`" in (kept_run / "eval-best/report.md").read_text()
+    last = evaluate(kept_run, EVAL, kept_run / "eval-last", reference, log=lambda s: None)
+    assert "selection" not in last and "chosen by" not in (kept_run / "eval-last/report.md").read_text()
+
+
+def test_a_caption_limit_takes_every_kth_row_so_every_class_is_judged(kept_run, reference):
+    from s2ikit.evaluation.generation import load_bundle
+    from s2ikit.evaluation.judge import load_or_train_judge
+
+    bundle = load_bundle(kept_run)
+    judge = load_or_train_judge(reference, 32, EVAL, bundle.device, lambda s: None)
+    _, everything = select.training_captions(bundle, reference, judge, 4096)
+    speech, labels = select.training_captions(bundle, reference, judge, 8)
+    assert len(everything) == 16 and len(labels) == len(speech) == 8
+    assert labels == everything[::2]  # shards are ordered by class: a prefix would judge half the classes
+    assert len({lab["class"] for lab in labels}) == len({lab["class"] for lab in everything}) == 8
+
+
+def test_criterion_is_the_class_head_else_the_mean_of_the_attributes():
+    assert criterion({"class": 0.25, "colour": 1.0}) == 0.25
+    assert criterion({"colour": 1.0, "shape": 0.5}) == 0.75
+
+
+def test_select_without_kept_generators_is_a_one_line_error(gan_run):
+    result = runner.invoke(app, ["select", str(gan_run)])
+    assert result.exit_code == 2 and "gan.keep_generators=true" in result.output
+    assert "Traceback" not in result.output and not (gan_run / "checkpoints/best.pt").exists()
