@@ -188,6 +188,11 @@ class GANConfig:
     ma_gp_power: float = 6.0  # eq. 20, p
     damsm_weight: float = 0.1  # generator's speech-image matching loss (DAMSM-style) weight
     matching_scale: float = 10.0  # S = scale * cos, as in the encoder's matching loss
+    # Beyond the paper: G sees each speech embedding plus Gaussian noise of this std per element, re-normalised;
+    # D and the matching loss judge the image against the clean one. Test captions are new utterances whose
+    # embeddings land near, not on, the training ones; this teaches G that neighbourhood (StackGAN's and S2IGAN's
+    # conditioning augmentation, without its learnt variance and KL term). 0 = off (the paper).
+    speech_noise: float = 0.0
     ema_decay: float = 0.999  # EMA generator used for samples and evaluation
     # The EMA's window, 1 / (1 - decay), is at most this fraction of the steps done (StyleGAN2-ADA's ema_rampup),
     # so that an early EMA is not mostly the random initialisation; it reaches 1 / (1 - ema_decay) after

@@ -172,3 +172,24 @@ def test_real_augmentation_draws_a_symmetry_per_image():
         torch.testing.assert_close(out, augment_real(x, mode, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="real-image augmentation"):
         augment_real(x, "rotate", torch.Generator())
+
+
+def test_speech_noise_perturbs_only_what_the_generator_sees():
+    seen = []
+
+    class Recording(Generator):
+        def forward(self, z, s):
+            seen.append(s.detach().clone())
+            return super().forward(z, s)
+
+    G, D = Recording(16, 32, 4), Discriminator(16, 32, 4)
+    s, z = torch.nn.functional.normalize(torch.randn(4, 16)), torch.randn(4, 100)
+    FusionS2iGanLoss(G, D, None, GANConfig(image_size=32, speech_noise=0.0)).generate(s, z)
+    noisy = FusionS2iGanLoss(G, D, None, GANConfig(image_size=32, speech_noise=0.05))
+    noisy.generate(s, z, torch.Generator().manual_seed(1))
+    noisy.generate(s, z, torch.Generator().manual_seed(1))
+    assert torch.equal(seen[0], s)  # off: the paper's G input
+    assert torch.equal(seen[1], seen[2])  # a function of the step's generator: resumable runs replay it
+    assert torch.allclose(seen[1].norm(dim=1), torch.ones(4))  # still on the unit sphere, like the encoder's output
+    moved = (seen[1] - s).norm(dim=1)
+    assert ((moved > 0.05 * 4 * 0.5) & (moved < 0.05 * 4 * 2)).all()  # ~ std * sqrt(16)

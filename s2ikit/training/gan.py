@@ -181,7 +181,7 @@ def _train(data_dir, encoder_run, run_dir, config, resume, max_steps, image_weig
             if info.device.type == "cuda" and config.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
             with autocast:
-                fake = loss.generate(speech, z)
+                fake = loss.generate(speech, z, torch.Generator().manual_seed(config.seed * 104_729 + step))
                 d_loss, d_stats = loss.discriminator_loss(real, speech, fake, rng)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()

@@ -8,6 +8,8 @@ D (eq. 19): hinge on real/matching, 1/2 fake/matching and 1/2 real/mismatched pa
             gradients enabled on its inputs, and serves both the hinge term and the penalty.
 G:          -D(G(z, s), s) plus a DAMSM-style matching loss between the generated image (through the frozen
             pretrained image encoder) and s: 10 x cos, same-class off-diagonals masked, cross-entropy both ways.
+Beyond the paper, with gan.speech_noise: G's input speech is perturbed and re-normalised, the phases judge the
+images against the clean embedding (conditioning augmentation without the KL term).
 One generator forward pass per step serves both phases, as in DF-GAN: D's update does not touch G, so the
 images are the ones a second pass would make, and the G phase reuses their graph. D's parameters are frozen
 during the G phase's D pass so its backward skips gradients that the next D phase would discard.
@@ -39,8 +41,13 @@ class FusionS2iGanLoss:
     ):
         self.G, self.D, self.image_encoder, self.config = generator, discriminator, image_encoder, config
 
-    def generate(self, speech: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """This step's images, with their graph: `discriminator_loss` detaches them, `generator_loss` keeps it."""
+    def generate(self, speech: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        """This step's images, with their graph: `discriminator_loss` detaches them, `generator_loss` keeps it.
+        With gan.speech_noise, G sees a perturbed copy of `speech` (noise drawn from `rng`); the phases score
+        the images against `speech` itself."""
+        if self.config.speech_noise > 0:
+            noise = torch.randn(speech.shape, generator=rng).to(speech.device)
+            speech = F.normalize(speech + self.config.speech_noise * noise, dim=1)
         return self.G(z, speech)
 
     def discriminator_loss(
