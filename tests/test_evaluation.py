@@ -120,6 +120,14 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     assert report["test_captions"] == 16 and report["generated_images"] == 32
     assert set(report["class_accuracy"]) == {"class", "colour", "shape", "size"}
     assert all(0.0 <= v <= 1.0 for v in report["class_accuracy"].values())
+    by_value = report["class_accuracy_by_value"]  # which colours / shapes / sizes the generator gets wrong
+    assert {h: set(v) for h, v in by_value.items()} == {
+        "colour": {"blue", "red"}, "shape": {"circle", "square"}, "size": {"large", "small"}
+    }  # fmt: skip
+    for head, values in by_value.items():
+        assert sum(r["images"] for r in values.values()) == 32
+        weighted = sum(r["accuracy"] * r["images"] for r in values.values()) / 32
+        assert weighted == pytest.approx(report["class_accuracy"][head])
     assert report["judge"]["images"] == 8 and report["judge"]["calibration_images"] == 8
     assert np.isfinite(report["fid"]["value"]) and report["fid"]["real_images"] == 8
     assert report["inception_score"]["images"] == 32
@@ -134,6 +142,7 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     assert saved["class_accuracy"] == report["class_accuracy"]
     md = (tmp_path / "eval/report.md").read_text()
     assert "Class accuracy" in md and "FID" in md and "![grid](grid-00.png)" in md
+    assert "By shape (generated images judged right, of how many): circle " in md
     with Image.open(tmp_path / "eval/grid-00.png") as grid:
         assert grid.width == 6 * 128  # (real + 2 generated) x 2 captions per row
     assert any("training the class-accuracy judge" in line for line in logs)

@@ -47,6 +47,7 @@ class Collected:
     generated_inception: list[torch.Tensor] = field(default_factory=list)  # torchvision pool features, float16
     generated_logits: list[torch.Tensor] = field(default_factory=list)  # IS logits
     hits: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # judge: head -> bools
+    judged_labels: list[dict[str, Any]] = field(default_factory=list)  # the caption's labels, per generated image
     real: dict[str, dict[str, Any]] = field(default_factory=dict)  # image key -> class, features
     grid: list[dict[str, Any]] = field(default_factory=list)
     grid_shown: set = field(default_factory=set)  # classes (or images) already in the grid
@@ -93,6 +94,7 @@ def evaluate(
     report["test_captions"] = n_generated // config.images_per_caption
     if judge is not None:
         report["class_accuracy"] = {h: float(torch.cat(v).float().mean()) for h, v in got.hits.items()}
+        report["class_accuracy_by_value"] = accuracy_by_value(got, tuple(config.judge_attributes))
         report["judge"] = judge.info
     if tools.fidelity is not None:
         report["fid"], report["inception_score"] = _fidelity(got, tools, data_dir, dataset, size, config, log)
@@ -106,6 +108,20 @@ def evaluate(
     report["report"] = str(out_dir / "report.md")
     write_report(report, got.grid, out_dir)
     return report
+
+
+def accuracy_by_value(got: Collected, heads: tuple[str, ...]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per judged attribute, the judge's accuracy on the images of each caption value (which shapes fail?)."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for head in heads:
+        if head not in got.hits:
+            continue
+        hits = torch.cat(got.hits[head]).tolist()
+        groups: dict[str, list[bool]] = {}
+        for label, hit in zip(got.judged_labels, hits):
+            groups.setdefault(str(label.get(head)), []).append(hit)
+        table[head] = {v: {"accuracy": sum(h) / len(h), "images": len(h)} for v, h in sorted(groups.items())}
+    return table
 
 
 def _selection_of(bundle: GeneratorBundle) -> dict[str, Any] | None:
@@ -173,8 +189,10 @@ def _generate_and_measure(bundle, data_dir, config: EvaluateConfig, judge, tools
             labels = [
                 image_labels(int(c), a, tuple(judge.vocab)) for c, a in zip(batch["class_id"], batch["attributes"])
             ]
-            for head, ok in judge.correct(images, [lab for lab in labels for _ in range(k)]).items():
+            per_image = [lab for lab in labels for _ in range(k)]
+            for head, ok in judge.correct(images, per_image).items():
                 got.hits.setdefault(head, []).append(ok)
+            got.judged_labels += per_image
         got.caption_image += [key for key in batch["key"] for _ in range(k)]
         got.caption_class += [int(c) for c in batch["class_id"] for _ in range(k)]
         got.caption_speech.append(speech.cpu())

@@ -73,6 +73,9 @@ def markdown(report: dict[str, Any]) -> str:
         real = report["judge"].get("real_accuracy", {})
         for head, value in report["class_accuracy"].items():
             lines.append(f"| {head} | {_pct(value)} | {_pct(real[head]) if head in real else '-'} |")
+        for head, values in report.get("class_accuracy_by_value", {}).items():
+            shown = ", ".join(f"{v} {_pct(r['accuracy'])} ({r['images']})" for v, r in values.items())
+            lines += ["", f"By {head} (generated images judged right, of how many): {shown}."]
     if "fid" in report:
         fid, inception = report["fid"], report["inception_score"]
         lines += [
