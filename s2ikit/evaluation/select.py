@@ -25,9 +25,9 @@ import torch
 
 from s2ikit.config import EvaluateConfig, LoaderConfig
 from s2ikit.data.loader import make_loader
-from s2ikit.evaluation.generation import GeneratorBundle, generate_images, load_bundle
+from s2ikit.evaluation.generation import GENERATOR_FILE, GeneratorBundle, generate_images, load_bundle
 from s2ikit.evaluation.judge import Judge, image_labels, load_or_train_judge
-from s2ikit.training.gan import GENERATOR, GENERATORS
+from s2ikit.training.gan import GENERATORS
 from s2ikit.utils.atomic import atomic_path, write_json
 from s2ikit.utils.errors import UserError
 
@@ -42,7 +42,7 @@ def kept_generators(run_dir: Path) -> list[Path]:
             f"{run_dir / GENERATORS}: no kept generators; train with --set gan.keep_generators=true "
             "(the shapes preset does) so that `select` has checkpoints to choose from"
         )
-    last = run_dir / GENERATOR
+    last = run_dir / GENERATOR_FILE
     if last.is_file() and f"step-{load_bundle(last).info['step']:07d}.pt" not in {p.name for p in kept}:
         kept.append(last)
     return kept
@@ -108,7 +108,7 @@ def select_generator(
     data_dir = Path(data_dir or first.info["data"])
     judge = load_or_train_judge(data_dir, first.generator.image_size, config, device, log)
     speech, labels = training_captions(first, data_dir, judge, config.select_captions)
-    unknown = sum(judge.targets(labels, "class").lt(0).tolist()) if "class" in judge.vocab else 0
+    unknown = int(judge.targets(labels, "class").lt(0).sum()) if "class" in judge.vocab else 0
     if unknown > len(labels) // 2:
         raise UserError(
             f"{data_dir}: the judge was trained on the test split's classes only (unseen-class split), so it "
