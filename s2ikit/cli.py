@@ -331,12 +331,9 @@ def main() -> None:
 
 # ---- speech encoder ---------------------------------------------------------------------------------------
 def _dataset_name(data: Path) -> str:
-    import json
+    from s2ikit.data.dataset_info import read_dataset
 
-    dataset_file = data / "dataset.json"
-    if not dataset_file.is_file():
-        raise UserError(f"{dataset_file}: missing; run `s2ikit prepare` for {data} first")
-    return json.loads(dataset_file.read_text())["dataset"]
+    return read_dataset(data).dataset
 
 
 @app.command("train-encoder")
@@ -424,17 +421,20 @@ def train_gan_command(
     writes sample grids with their captions, and resumes exactly where it stopped. Multi-GPU:
     torchrun --nproc_per_node 4 -m s2ikit train-gan -d D -e E -r R  (short flags: torchrun claims --run)
     """
+    from s2ikit.core.checkpoints import GENERATOR
     from s2ikit.training.gan import train_gan
 
     sections = parse_overrides(overrides or [])
     if minutes is not None:
         sections.setdefault("gan", {})["time_budget_minutes"] = minutes
     config = load_preset(preset or _dataset_name(data), sections).gan
-    last = train_gan(
+    status = train_gan(
         data, encoder_run, run, config, resume=resume, max_steps=steps, image_weights=str(image_weights or ""),
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
     )  # fmt: skip
-    console.print(f"stopped at step {last.get('step', 0)}; generator: {run / 'checkpoints' / 'generator.pt'}")
+    how = "already complete" if status.get("already_complete") else "stopped by the time budget" if status.get(
+        "reason") == "time_budget" else "done"  # fmt: skip
+    console.print(f"{how} at step {status['step']} of {status['total_steps']}; generator: {run / GENERATOR}")
 
 
 # ---- evaluation and generation -----------------------------------------------------------------------------
@@ -464,8 +464,8 @@ def evaluate(
     whose Inception weights are missing are skipped with the reason; the rest still run.
     Example: s2ikit evaluate runs/shapes/gan
     """
+    from s2ikit.core.inference import load_bundle
     from s2ikit.evaluation.evaluate import evaluate as run_evaluation
-    from s2ikit.evaluation.generation import load_bundle
 
     data_dir = data or Path(load_bundle(run).info["data"])
     sections = parse_overrides(overrides or [])
@@ -476,11 +476,14 @@ def evaluate(
         run, config, out, data_dir, str(inception_weights or ""), str(image_weights or ""),
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
     )  # fmt: skip
-    if "class_accuracy" in report:
-        shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in report["class_accuracy"].items())
+    measured = report["metrics"]
+    if "class_accuracy" in measured:
+        shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in measured["class_accuracy"]["accuracy"].items())
         console.print(f"class accuracy of generated images: {shown}")
-    if "fid" in report:
-        console.print(f"FID {report['fid']['value']:.2f}, IS {report['inception_score']['mean']:.2f}")
+    if "fid" in measured:
+        console.print(f"FID {measured['fid']['value']:.2f}")
+    if "inception_score" in measured:
+        console.print(f"IS {measured['inception_score']['mean']:.2f}")
     Console().print(f"report: {Path(report['report'])}")
 
 
@@ -499,7 +502,7 @@ def select(
     RUN/checkpoints/best.pt and writes RUN/checkpoints/selection.json; then evaluate and generate that file.
     Example: s2ikit select runs/shapes/gan && s2ikit evaluate runs/shapes/gan/checkpoints/best.pt
     """
-    from s2ikit.evaluation.generation import load_bundle
+    from s2ikit.core.inference import load_bundle
     from s2ikit.evaluation.select import select_generator
 
     data_dir = data or Path(load_bundle(run).info["data"])
@@ -526,8 +529,8 @@ def generate(
 
     Example: s2ikit generate runs/shapes/gan --text "a large green triangle" --num 8 -o triangle.png
     """
-    from s2ikit.evaluation.generation import embed_speech, generate_images, load_bundle, mel_of_text, mel_of_wav
-    from s2ikit.evaluation.grid import save_grid
+    from s2ikit.core.grid import save_grid
+    from s2ikit.core.inference import embed_speech, generate_images, load_bundle, mel_of_text, mel_of_wav
 
     if not wav and not text:
         raise UserError("give at least one --wav FILE or --text SENTENCE")

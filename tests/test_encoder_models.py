@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from s2ikit.evaluation.retrieval import mean_average_precision, recall_at_k
+from s2ikit.core.retrieval import mean_average_precision, recall_at_k
 from s2ikit.models.image_encoder import ConvImageEncoder, InceptionImageEncoder, find_inception_weights
 from s2ikit.models.speech_encoder import SpeechEncoder
 from s2ikit.training.encoder_loss import matching_loss

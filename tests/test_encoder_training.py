@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from s2ikit.cli import app
 from s2ikit.config import EncoderConfig
+from s2ikit.core.factories import load_encoders
 from s2ikit.training.embed import export_embeddings
-from s2ikit.training.encoder import load_best_encoders, train_encoder
+from s2ikit.training.encoder import train_encoder
 
 TINY_ENCODER = dict(
     embed_dim=32, attention_hidden=8, conv_channels=(16, 16), rnn_layers=1, image_encoder="cnn", cnn_width=8,
@@ -33,7 +34,7 @@ def test_train_validate_checkpoint_and_resume(reference, tmp_path):
     assert records[1]["lr"] == pytest.approx(1e-4)  # StepLR x0.1 per epoch here: the scheduler was restored
     assert {"val_s2i_mAP", "val_s2i_R@1", "val_i2s_R@10", "loss", "matching", "distinctive"} <= set(records[0])
     assert best["epoch"] in (1, 2) and 0.0 <= best["s2i_mAP"] <= 1.0
-    enc, ckpt = load_best_encoders(run)
+    enc, ckpt = load_encoders(run)
     assert ckpt["speech_args"]["embed_dim"] == 32
     config = json.loads((run / "config.json").read_text())
     assert config["encoder"]["batch_size"] == 3
@@ -75,14 +76,15 @@ def test_missing_inception_weights_is_one_line(reference, tmp_path, monkeypatch)
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path):
-    from s2ikit.training.checkpoint import load
+    from s2ikit.core.checkpoints import load
     from s2ikit.utils.errors import UserError
 
     bad = tmp_path / "checkpoints" / "encoder-best.pt"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="not a loadable s2ikit checkpoint"):
-        load(bad)
+    with pytest.raises(UserError, match="not a readable s2ikit checkpoint") as refused:
+        load(bad, "encoder")
+    assert "\n" not in str(refused.value)
     assert Path(bad).exists()
 
 
@@ -92,11 +94,12 @@ class _Evil:
 
 
 def test_checkpoint_with_code_is_not_executed(tmp_path, monkeypatch):
-    from s2ikit.training.checkpoint import load
+    from s2ikit.core.checkpoints import load
     from s2ikit.utils.errors import UserError
 
     monkeypatch.chdir(tmp_path)
     torch.save({"speech_encoder": _Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(UserError, match="not a loadable s2ikit checkpoint"):
-        load(tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="possibly code.*it was not loaded") as refused:
+        load(tmp_path / "evil.pt", "encoder")
+    assert "\n" not in str(refused.value) and "weights_only" not in str(refused.value)
     assert not (tmp_path / "s2ikit-pwned").exists()

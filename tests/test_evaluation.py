@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from s2ikit.cli import app
 from s2ikit.config import EvaluateConfig
-from s2ikit.evaluation import fidelity
+from s2ikit.core.images import to_uint8
+from s2ikit.core.inference import load_bundle
 from s2ikit.evaluation.evaluate import evaluate
-from s2ikit.evaluation.generation import load_bundle
-from s2ikit.evaluation.judge import Judge, to_uint8
+from s2ikit.metrics import fidelity
+from s2ikit.metrics.judge import Judge
 from s2ikit.models.classifier import ImageClassifier
 from s2ikit.utils.errors import UserError
 
@@ -78,7 +79,7 @@ def test_fidelity_extractor_gives_pool_features_and_logits_and_refuses_code(fide
     assert pool.shape == (3, 2048) and logits.shape == (3, 1008)
     evil = tmp_path / "evil.pth"
     evil.write_bytes(_pickle_calling(tmp_path / "pwned"))
-    with pytest.raises(UserError, match="not a loadable"):
+    with pytest.raises(UserError, match="it was not loaded"):
         fidelity.FidelityFeatures(evil)
     assert not (tmp_path / "pwned").exists()
     with pytest.raises(FileNotFoundError, match="weights-inception-2015-12-05"):
@@ -118,28 +119,31 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     logs = []
     report = evaluate(gan_run, EVAL, tmp_path / "eval", reference, str(fidelity_weights), str(vision), log=logs.append)
     assert report["test_captions"] == 16 and report["generated_images"] == 32
-    assert set(report["class_accuracy"]) == {"class", "colour", "shape", "size"}
-    assert all(0.0 <= v <= 1.0 for v in report["class_accuracy"].values())
-    by_value = report["class_accuracy_by_value"]  # which colours / shapes / sizes the generator gets wrong
+    measured = report["metrics"]
+    accuracy = measured["class_accuracy"]["accuracy"]
+    assert set(accuracy) == {"class", "colour", "shape", "size"}
+    assert all(0.0 <= v <= 1.0 for v in accuracy.values())
+    by_value = measured["class_accuracy"]["by_value"]  # which colours / shapes / sizes the generator gets wrong
     assert {h: set(v) for h, v in by_value.items()} == {
         "colour": {"blue", "red"}, "shape": {"circle", "square"}, "size": {"large", "small"}
     }  # fmt: skip
     for head, values in by_value.items():
         assert sum(r["images"] for r in values.values()) == 32
         weighted = sum(r["accuracy"] * r["images"] for r in values.values()) / 32
-        assert weighted == pytest.approx(report["class_accuracy"][head])
-    assert report["judge"]["images"] == 8 and report["judge"]["calibration_images"] == 8
-    assert np.isfinite(report["fid"]["value"]) and report["fid"]["real_images"] == 8
-    assert report["inception_score"]["images"] == 32
-    s2igan = report["s2igan_retrieval"]
+        assert weighted == pytest.approx(accuracy[head])
+    judge = measured["class_accuracy"]["judge"]
+    assert judge["images"] == 8 and judge["calibration_images"] == 8
+    assert np.isfinite(measured["fid"]["value"]) and measured["fid"]["real_images"] == 8
+    assert measured["fid"]["generated_images"] == 32 and measured["inception_score"]["images"] == 32
+    s2igan = measured["s2igan_retrieval"]
     assert s2igan["queries"] == 8 and s2igan["gallery"] == 32
     assert (
         s2igan["mAP_queries"] == 8 and s2igan["mAP_gallery"] == 32
     )  # at most 2 per class; each class has 1 test image
-    assert set(report["encoder_retrieval"]["caption_to_generated"]) == {"R@1", "R@5", "R@10"}
+    assert set(measured["encoder_retrieval"]["caption_to_generated"]) == {"R@1", "R@5", "R@10"}
     assert report["skipped"] == {}
     saved = json.loads((tmp_path / "eval/report.json").read_text())
-    assert saved["class_accuracy"] == report["class_accuracy"]
+    assert saved["metrics"]["class_accuracy"]["accuracy"] == accuracy
     md = (tmp_path / "eval/report.md").read_text()
     assert "Class accuracy" in md and "FID" in md and "![grid](grid-00.png)" in md
     assert "By shape (generated images judged right, of how many): circle " in md
@@ -153,8 +157,9 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     with mock.patch("torch.hub.get_dir", return_value=str(tmp_path / "empty-hub")):
         again = evaluate(gan_run, EVAL, tmp_path / "eval2", reference, log=logs.append)
     assert not any("training the class-accuracy judge" in line for line in logs)
-    assert again["class_accuracy"] == report["class_accuracy"]
-    assert "fid" not in again and "weights-inception-2015-12-05" in again["skipped"]["fid"]
+    assert again["metrics"]["class_accuracy"]["accuracy"] == accuracy
+    assert "fid" not in again["metrics"] and "weights-inception-2015-12-05" in again["skipped"]["fid"]
+    assert "weights-inception-2015-12-05" in again["skipped"]["inception_score"]
     assert "inception_v3_google" in again["skipped"]["s2igan_retrieval"]
     assert "Skipped" in (tmp_path / "eval2/report.md").read_text()
 

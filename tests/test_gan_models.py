@@ -130,7 +130,7 @@ def test_fused_vsfm_equals_the_equations_step_by_step():
 
 
 def test_translation_shifts_each_image_by_whole_pixels_and_passes_gradients():
-    from s2ikit.training.augment import translate
+    from s2ikit.core.augment import translate
 
     x = torch.randn(6, 3, 16, 16, requires_grad=True)
     assert translate(x, 0.0, None) is x
@@ -156,7 +156,7 @@ def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def test_real_augmentation_draws_a_symmetry_per_image():
-    from s2ikit.training.augment import augment_real
+    from s2ikit.core.augment import augment_real
 
     x = torch.randn(64, 3, 8, 8)
     assert augment_real(x, "none", torch.Generator()) is x

@@ -7,9 +7,9 @@ import torch
 from conftest import GAN, torchrun
 
 from s2ikit.config import GANConfig
+from s2ikit.core import checkpoints
 from s2ikit.models.discriminator import Discriminator
 from s2ikit.models.generator import Generator
-from s2ikit.training import checkpoint
 from s2ikit.training.gan import train_gan
 from s2ikit.utils.errors import UserError
 
@@ -23,14 +23,14 @@ def test_two_steps_change_generator_and_discriminator(reference, encoder_run, tm
     train_gan(reference, encoder_run, run, GAN, max_steps=2, log=lambda s: None)
     torch.manual_seed(GAN.seed)  # the same initialisation train_gan starts from
     G0, D0 = Generator(16, 32, 4), Discriminator(16, 32, 4)
-    state = checkpoint.load(run / "checkpoints/gan-state.pt")
+    state = checkpoints.load(run / "checkpoints/gan-state.pt", "gan-state")
     assert state["step"] == 2
     for initial, key in ((G0, "G"), (D0, "D")):
         changed = [k for k, v in initial.state_dict().items() if not torch.equal(v, state[key][k])]
         assert len(changed) > 10, key
     assert [m["step"] for m in metrics(run)] == [1, 2]
     assert (run / "samples/step-0000002.png").is_file()
-    generator = checkpoint.load(run / "checkpoints/generator.pt")
+    generator = checkpoints.load(run / "checkpoints/generator.pt", "generator")
     G = Generator(**generator["generator_args"])
     G.load_state_dict(generator["generator"])
 
@@ -54,7 +54,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(reference, encoder_
     train_gan(reference, encoder_run, run, GAN, max_steps=2, log=lambda s: None)
     before = (run / "checkpoints/gan-state.pt").read_bytes()
     strict = GANConfig(**{**GAN.__dict__, "divergence_threshold": 1e-9})
-    with pytest.raises(UserError, match="diverged at step 3.*gan-state.pt"):
+    with pytest.raises(UserError, match="diverged between steps 2 and 3.*gan-state.pt"):
         train_gan(reference, encoder_run, run, strict, max_steps=4, log=lambda s: None)
     assert (run / "checkpoints/gan-state.pt").read_bytes() == before
 
@@ -74,17 +74,19 @@ def test_two_process_ddp_gan_training_on_cpu(reference, encoder_run, tmp_path):
 def test_ema_window_grows_with_the_run_up_to_the_configured_decay():
     import dataclasses
 
-    from s2ikit.training.gan import ema_decay_at
+    from s2ikit.training.ema import ema_decay_at
 
     cfg = dataclasses.replace(GAN, ema_decay=0.999, ema_rampup=0.25)
-    assert ema_decay_at(cfg, 0) == 0.0  # the first update copies G: the EMA never holds the random initialisation
-    windows = [1 / (1 - ema_decay_at(cfg, t)) for t in (399, 2899, 3999, 50_000)]
+    assert (
+        ema_decay_at(cfg.ema_decay, cfg.ema_rampup, 0) == 0.0
+    )  # the first update copies G: the EMA never holds the random initialisation
+    windows = [1 / (1 - ema_decay_at(cfg.ema_decay, cfg.ema_rampup, t)) for t in (399, 2899, 3999, 50_000)]
     assert windows[:2] == pytest.approx([100, 725])  # a quarter of the steps done
     assert windows[2:] == pytest.approx([1000, 1000])  # capped by ema_decay
 
 
 def test_standing_statistics_fit_the_ema_generator_itself():
-    from s2ikit.training.gan import standing_statistics
+    from s2ikit.training.ema import standing_statistics
 
     torch.manual_seed(0)
     G = Generator(16, 32, 4).eval()
@@ -94,7 +96,7 @@ def test_standing_statistics_fit_the_ema_generator_itself():
             m.running_mean.fill_(3.0), m.running_var.fill_(0.01)
     z = torch.randn(64, GAN.z_dim, generator=torch.Generator().manual_seed(GAN.seed + 104_729))
     stale = G(z, speech)
-    standing_statistics(G, [speech], GAN)
+    standing_statistics(G, [speech], GAN.z_dim, GAN.seed)
     assert not G.training
     with torch.no_grad():
         fitted = G(z, speech)
@@ -106,11 +108,11 @@ def test_speech_cache_gives_the_encoders_embeddings_and_runs_each_utterance_once
     from contextlib import nullcontext
 
     from s2ikit.config import LoaderConfig
+    from s2ikit.core.factories import load_encoders
     from s2ikit.data.loader import make_loader
-    from s2ikit.training.encoder import load_best_encoders
-    from s2ikit.training.gan import SpeechEmbeddings
+    from s2ikit.training.speech_cache import SpeechEmbeddings
 
-    speech = load_best_encoders(encoder_run)[0].speech.eval()
+    speech = load_encoders(encoder_run)[0].speech.eval()
     seen = []
 
     class Counting(torch.nn.Module):

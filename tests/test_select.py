@@ -60,16 +60,16 @@ def test_select_copies_the_generator_the_judge_ranks_first_using_training_captio
 
 
 def test_a_caption_limit_takes_every_kth_row_so_every_class_is_judged(kept_run, reference):
-    from s2ikit.evaluation.generation import load_bundle
-    from s2ikit.evaluation.judge import load_or_train_judge
+    from s2ikit.data.dataset_info import read_dataset
 
-    bundle = load_bundle(kept_run)
-    judge = load_or_train_judge(reference, 32, EVAL, bundle.device, lambda s: None)
-    _, everything = select.training_captions(bundle, reference, judge, 4096)
-    speech, labels = select.training_captions(bundle, reference, judge, 8)
-    assert len(everything) == 16 and len(labels) == len(speech) == 8
-    assert labels == everything[::2]  # shards are ordered by class: a prefix would judge half the classes
-    assert len({lab["class"] for lab in labels}) == len({lab["class"] for lab in everything}) == 8
+    def rows(batches):
+        return [(k, c, i) for b in batches for k, c, i in zip(b["key"], b["class_id"].tolist(), b["caption_index"])]
+
+    data = read_dataset(reference)
+    everything, some = rows(select.training_captions(data, 4096)), rows(select.training_captions(data, 8))
+    assert len(everything) == 16 and len(some) == 8
+    assert some == everything[::2]  # shards are ordered by class: a prefix would judge half the classes
+    assert len({c for _, c, _ in some}) == len({c for _, c, _ in everything}) == 8
 
 
 def test_criterion_is_the_class_head_else_the_mean_of_the_attributes():

@@ -1,1 +1,2 @@
-"""Evaluation: retrieval metrics (R@k, mAP), and later FID/IS, class accuracy and reports."""
+"""Evaluation commands: `evaluate` (the metrics over every test caption, report.md) and `select` (the best kept
+generator by the judge on training captions)."""

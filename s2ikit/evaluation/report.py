@@ -8,16 +8,19 @@ from typing import Any
 
 import torch
 
-from s2ikit.evaluation.grid import save_grid
+from s2ikit.core.grid import save_grid
 from s2ikit.utils.atomic import write_bytes, write_json
 
 
-def write_report(report: dict[str, Any], grid: list[dict[str, Any]], out_dir: Path) -> Path:
+def write_report(
+    report: dict[str, Any], grid: list[dict[str, Any]], out_dir: Path, sections: list[tuple[str, list[str]]]
+) -> Path:
+    """`sections`: each metric's (title, report.md lines)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     grids = _grids(grid, out_dir)
     report["grids"] = [str(p.name) for p in grids]
     write_json(out_dir / "report.json", report)
-    write_bytes(out_dir / "report.md", markdown(report).encode())
+    write_bytes(out_dir / "report.md", markdown(report, sections).encode())
     return out_dir / "report.md"
 
 
@@ -38,11 +41,17 @@ def _grids(grid: list[dict[str, Any]], out_dir: Path, per_file: int = 8) -> list
     return paths
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+def _ended(name: str, status: dict[str, Any] | None) -> str:
+    if not status:
+        return f"{name}: not recorded"
+    if status.get("reason") == "time_budget":
+        return (f"{name}: **stopped by its time budget** ({status['time_budget_minutes']} min) at step "
+                f"{status['step']} of {status['total_steps']}; its result depends on the machine's speed")  # fmt: skip
+    return f"{name}: ended by its schedule at step {status['step']} of {status['total_steps']}"
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: dict[str, Any], sections: list[tuple[str, list[str]]]) -> str:
+    """The metrics' own sections, in the order they ran, between the run's header and its grids."""
     lines = [
         f"# Evaluation of {report['run']}",
         "",
@@ -51,6 +60,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"generated images at {report['image_size']} px, in {report['seconds']} s.",
         "",
     ]
+    training = report.get("training") or {}
+    lines += ["Training: " + "; ".join(_ended(n, training.get(n)) for n in ("encoder", "gan")) + ".", ""]
     if "selection" in report:
         sel = report["selection"]
         steps = ", ".join(str(c["step"]) for c in sel["candidates"])
@@ -60,58 +71,12 @@ def markdown(report: dict[str, Any]) -> str:
             "test split played no part in the choice.",
             "",
         ]
-    if "class_accuracy" in report:
-        lines += [
-            "## Class accuracy of generated images",
-            "",
-            "A classifier trained on real images judges whether each generated image shows its caption's "
-            f"label. It was trained on the {report['judge']['trained_on']}.",
-            "",
-            "| label | generated | real (judge calibration) |",
-            "|---|---|---|",
-        ]
-        real = report["judge"].get("real_accuracy", {})
-        for head, value in report["class_accuracy"].items():
-            lines.append(f"| {head} | {_pct(value)} | {_pct(real[head]) if head in real else '-'} |")
-        for head, values in report.get("class_accuracy_by_value", {}).items():
-            shown = ", ".join(f"{v} {_pct(r['accuracy'])} ({r['images']})" for v, r in values.items())
-            lines += ["", f"By {head} (generated images judged right, of how many): {shown}."]
-    if "fid" in report:
-        fid, inception = report["fid"], report["inception_score"]
-        lines += [
-            "",
-            "## FID and IS",
-            "",
-            f"FID **{fid['value']:.2f}** ({fid['generated_images']} generated vs {fid['real_images']} real test "
-            f"images, real images resized to {fid['real_resized_to']} px first; {fid['protocol']}; "
-            f"extractor {fid['extractor']}). IS **{inception['mean']:.2f} +- {inception['std']:.2f}** "
-            f"({inception['splits']} splits). Compare only with numbers from the same weights, resize and count.",
-        ]
-    if "s2igan_retrieval" in report:
-        r = report["s2igan_retrieval"]
-        lines += ["", "## Real-image queries against generated images (S2IGAN's mAP and R@k)", ""]
-        if "mAP" in r:
-            lines.append(f"mAP **{_pct(r['mAP'])}** ({r['mAP_queries']} queries vs {r['mAP_gallery']} generated).")
-        lines.append(
-            ", ".join(f"{k} {_pct(v)}" for k, v in r.items() if k.startswith("R@"))
-            + f" ({r['queries']} queries vs {r['gallery']} generated)."
-        )
-    if "encoder_retrieval" in report:
-        e = report["encoder_retrieval"]
-        real, gen = e["real_test_images"], e["caption_to_generated"]
-        lines += [
-            "",
-            "## Speech encoder retrieval",
-            "",
-            "Real test images: " + ", ".join(f"{k} {_pct(v)}" for k, v in real.items() if k.startswith("s2i")) + ".",
-            "",
-            "Each caption against all generated images (is its own picture the one it points to?): "
-            + ", ".join(f"{k} {_pct(v)}" for k, v in gen.items())
-            + ".",
-        ]
+    for title, section in sections:
+        lines += [f"## {title}", "", *section, ""]
     if report["skipped"]:
-        lines += ["", "## Skipped", ""]
+        lines += ["## Skipped", ""]
         lines += [f"- **{name}**: {reason}" for name, reason in report["skipped"].items()]
-    lines += ["", "## Samples", "", "Each row: the real test image, then the images generated from its caption.", ""]
+        lines.append("")
+    lines += ["## Samples", "", "Each row: the real test image, then the images generated from its caption.", ""]
     lines += [f"![grid]({name})" for name in report["grids"]]
     return "\n".join(lines) + "\n"

@@ -1,1 +1,1 @@
-"""Training loops: speech-encoder pretraining (and, later, Fusion-S2iGan)."""
+"""Training: one engine (engine.py) and two tasks, speech-encoder pretraining and Fusion-S2iGan."""

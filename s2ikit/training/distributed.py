@@ -50,3 +50,25 @@ def barrier(info: DistInfo) -> None:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def sync_gradients(module: torch.nn.Module, info: DistInfo) -> None:
+    """Average gradients across ranks by hand after a phase (as StyleGAN2-ADA does): DDP wrappers cannot carry
+    MA-GP's double backward."""
+    if info.world_size == 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's initial weights everywhere."""
+    if info.world_size > 1:
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(tensor.data, 0)

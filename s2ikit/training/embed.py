@@ -11,24 +11,26 @@ Attributes record the run and the encoder epoch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from s2ikit.training.encoder import embed_split, load_best_encoders
+from s2ikit.core.embeddings import embed_split
+from s2ikit.core.factories import load_encoders
+from s2ikit.core.retrieval import cross_modal_retrieval
+from s2ikit.data.dataset_info import read_dataset
 from s2ikit.utils.atomic import atomic_path
 
 
 def export_embeddings(
     run_dir: str | Path, data_dir: str | Path, out: str | Path, batch_size: int = 128, image_weights: str = ""
 ) -> dict[str, int]:
-    enc, ckpt = load_best_encoders(run_dir, image_weights)
+    enc, ckpt = load_encoders(run_dir, image_weights)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     enc.speech.to(device), enc.image.to(device)
-    splits = json.loads((Path(data_dir) / "dataset.json").read_text())["splits"]
+    splits = read_dataset(data_dir).splits
     counts = {}
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["run_dir"] = str(run_dir)
@@ -49,8 +51,6 @@ def export_embeddings(
 
 def split_retrieval(h5_path: str | Path, split: str) -> dict[str, float]:
     """Speech<->image retrieval (R@k, class mAP) among one split's exported embeddings."""
-    from s2ikit.evaluation.retrieval import cross_modal_retrieval
-
     with h5py.File(h5_path, "r") as h5:
         group = h5[split]
         image_keys = [k.decode() for k in group["image_keys"][:]]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.records import read_index
 from s2ikit.utils.errors import UserError
 
@@ -28,10 +28,7 @@ def carve_validation(keys: list[str], fraction: float, seed: int) -> frozenset[s
 
 def load_encoder_data(root: str | Path, val_fraction: float, seed: int) -> EncoderData:
     root = Path(root)
-    dataset_file = root / "dataset.json"
-    if not dataset_file.is_file():
-        raise UserError(f"{dataset_file}: missing; run `s2ikit prepare` (to the end) for {root} first")
-    dataset = json.loads(dataset_file.read_text())
+    dataset = read_dataset(root)
     records = [r for r in read_index(root / "index.jsonl") if r.split == "train"]
     if not records:
         raise UserError(f"{root}: no training split")
@@ -42,7 +39,7 @@ def load_encoder_data(root: str | Path, val_fraction: float, seed: int) -> Encod
     train_classes = sorted({r.class_id for r in records if r.class_id >= 0})
     return EncoderData(
         root=root,
-        n_mels=int(dataset["settings"]["features"]["n_mels"]),
+        n_mels=dataset.features.n_mels,
         fit_keys=frozenset(keys) - val,
         val_keys=val,
         class_index={c: i for i, c in enumerate(train_classes)},

@@ -35,17 +35,18 @@ class EncoderLoss:
         self.speech_encoder, self.image_encoder, self.classifier = speech_encoder, image_encoder, classifier
         self.scale, self.distinctive_weight = scale, distinctive_weight
 
-    def __call__(self, batch: dict[str, torch.Tensor], class_index: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """class_index: training-class index per sample (-1 where none) for the distinctive loss."""
+    def __call__(self, batch: dict[str, torch.Tensor], class_index: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """class_index: training-class index per sample for the distinctive loss; None when a sample has none
+        (decided on the host by the caller, so the step needs no device sync)."""
         speech = self.speech_encoder(batch["mel"], batch["mel_lengths"]).float()
         image = self.image_encoder(batch["image"]).float()
         match = matching_loss(image, speech, batch["class_id"], self.scale)
-        loss, stats = match, {"matching": float(match.detach())}
-        if self.classifier is not None and self.distinctive_weight > 0 and bool((class_index >= 0).all()):
+        loss, stats = match, {"matching": match.detach()}  # on the device: the engine reads them per interval
+        if self.classifier is not None and self.distinctive_weight > 0 and class_index is not None:
             distinct = F.cross_entropy(self.classifier(image), class_index) + F.cross_entropy(
                 self.classifier(speech), class_index
             )
             loss = loss + self.distinctive_weight * distinct
-            stats["distinctive"] = float(distinct.detach())
-        stats["loss"] = float(loss.detach())
+            stats["distinctive"] = distinct.detach()
+        stats["loss"] = loss.detach()
         return loss, stats

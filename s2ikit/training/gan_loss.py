@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2ikit.config import GANConfig
-from s2ikit.training.augment import translate
+from s2ikit.core.augment import translate
 from s2ikit.training.encoder_loss import matching_loss
 
 
@@ -71,7 +71,7 @@ class FusionS2iGanLoss:
             "d_real": score_real.mean(),
             "d_fake": score_fake.mean(),
         }
-        return loss, {k: float(v.detach()) for k, v in stats.items()}
+        return loss, {k: v.detach() for k, v in stats.items()}  # on the device: the engine reads them per interval
 
     def generator_loss(
         self,
@@ -88,12 +88,12 @@ class FusionS2iGanLoss:
         finally:
             for p in trainable:
                 p.requires_grad_(True)
-        loss, stats = adversarial, {"g_adv": float(adversarial.detach())}
+        loss, stats = adversarial, {"g_adv": adversarial.detach()}
         if self.image_encoder is not None and self.config.damsm_weight > 0:
             damsm = matching_loss(
                 self.image_encoder(fake).float(), speech.float(), class_ids, self.config.matching_scale
             )
             loss = loss + self.config.damsm_weight * damsm
-            stats["g_damsm"] = float(damsm.detach())
-        stats["g_loss"] = float(loss.detach())
+            stats["g_damsm"] = damsm.detach()
+        stats["g_loss"] = loss.detach()
         return loss, stats

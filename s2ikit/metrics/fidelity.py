@@ -20,8 +20,9 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
+from s2ikit.core.checkpoints import load_file
+from s2ikit.core.images import to_uint8
 from s2ikit.models.image_encoder import find_weights
-from s2ikit.training import checkpoint
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release asset (its hub cache name)
 EXTRACTOR = "torch-fidelity-inception-v3-2015-12-05"
@@ -43,7 +44,7 @@ class FidelityFeatures(nn.Module):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         # torch-fidelity loads its file with weights_only=False; load it safely here and hand it a clean copy
-        state = checkpoint.load(weights)
+        state = load_file(weights)
         with tempfile.TemporaryDirectory() as tmp:
             clean = Path(tmp) / "inception.pth"
             torch.save(state, clean)
@@ -55,8 +56,7 @@ class FidelityFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        uint8 = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        pool, logits = self.net(uint8)
+        pool, logits = self.net(to_uint8(images))
         return pool, logits
 
 

@@ -23,11 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from s2ikit.config import EvaluateConfig, LoaderConfig
+from s2ikit.core.augment import augment_images
+from s2ikit.core.checkpoints import load_file, save_file
+from s2ikit.core.images import to_float, to_uint8
+from s2ikit.data.dataset_info import DatasetInfo
 from s2ikit.data.loader import first_rows, make_loader
 from s2ikit.models.classifier import ImageClassifier
-from s2ikit.training import checkpoint
-from s2ikit.training.augment import augment_images
-from s2ikit.utils.atomic import file_sha256, fingerprint
+from s2ikit.utils.atomic import fingerprint
 
 VERSION = 1  # bump when training changes, so cached judges are retrained
 
@@ -44,17 +46,6 @@ def image_labels(class_id: int, attributes: dict[str, Any], judged: tuple[str, .
     if class_id >= 0:
         labels["class"] = class_id
     return labels
-
-
-def to_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """[-1, 1] images -> uint8 at `size` (area-downsampled, as training feeds the generator's discriminator)."""
-    if images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="area" if images.shape[-1] > size else "bilinear")
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 127.5 - 1.0
 
 
 def load_real(data_dir: Path, split: str, size: int, judged: tuple[str, ...]) -> RealImages:
@@ -151,17 +142,18 @@ def _accuracy(judge: Judge, real: RealImages) -> dict[str, float]:
 
 
 def load_or_train_judge(
-    data_dir: Path, size: int, config: EvaluateConfig, device: torch.device, log: Callable[[str], None]
+    data: DatasetInfo, size: int, config: EvaluateConfig, device: torch.device, log: Callable[[str], None]
 ) -> Judge:
     """The cached judge for (data set, size, settings), trained first if there is none."""
+    data_dir = data.root
     settings = {
-        "version": VERSION, "dataset": file_sha256(data_dir / "dataset.json"), "size": size,
+        "version": VERSION, "dataset": data.sha256, "size": size,
         **{k: getattr(config, k) for k in ("judge_attributes", "judge_epochs", "judge_width", "judge_batch_size",
                                            "judge_lr", "judge_augment", "seed")},
     }  # fmt: skip
     path = data_dir / "eval" / f"judge-{fingerprint(settings)[:16]}.pt"
     if path.is_file():
-        state = checkpoint.load(path)
+        state = load_file(path)
         model = ImageClassifier({h: len(v) for h, v in state["vocab"].items()}, config.judge_width)
         model.load_state_dict(state["model"])
         return Judge(model.to(device), state["vocab"], size, state["info"])
@@ -183,5 +175,5 @@ def load_or_train_judge(
         {"trained_on": source, "images": len(fit.keys), "calibration_images": len(calibrate.keys),
          "real_accuracy": _accuracy(judge, calibrate), "size": size}
     )  # fmt: skip
-    checkpoint.save({"model": judge.model.state_dict(), "vocab": vocab, "info": judge.info}, path)
+    save_file({"model": judge.model.state_dict(), "vocab": vocab, "info": judge.info}, path)
     return judge

@@ -1,6 +1,7 @@
 """From speech to pictures with a trained run: load the generator bundle, embed speech, draw images.
 
-`checkpoints/generator.pt` (written by `train-gan`) holds the EMA generator, the frozen speech encoder, the
+`generate`, `evaluate`, `select` and the Python API share this module. A `generator` checkpoint (written by
+`train-gan` as checkpoints/generator.pt) holds the EMA generator, the frozen speech encoder, the
 log-mel recipe and the TTS settings of the data set, so a wav file or a sentence becomes speech features
 exactly as the training captions did: TTS (for text) -> resample to the feature rate -> 16-bit (as stored in
 the shards) -> log-mel -> speech encoder -> generator.
@@ -20,12 +21,11 @@ from torch import nn
 from s2ikit.audio.codec import from_int16, load_audio, resample, to_int16
 from s2ikit.audio.features import log_mel
 from s2ikit.config import FeatureConfig, TTSConfig, build_section
+from s2ikit.core import checkpoints
+from s2ikit.core.factories import build_generator, build_speech_encoder
 from s2ikit.models.generator import Generator
 from s2ikit.models.speech_encoder import SpeechEncoder
-from s2ikit.training import checkpoint
 from s2ikit.utils.errors import SampleError, UserError
-
-GENERATOR_FILE = Path("checkpoints") / "generator.pt"
 
 
 @dataclass
@@ -35,7 +35,7 @@ class GeneratorBundle:
     features: FeatureConfig
     tts: TTSConfig | None  # how the data set's captions were spoken; None for recorded-speech data sets
     path: Path
-    info: dict[str, Any]  # step, data folder, encoder run
+    info: dict[str, Any]  # step, data folder, encoder run, what stopped training
 
     def to(self, device: torch.device) -> GeneratorBundle:
         self.generator.to(device), self.speech_encoder.to(device)
@@ -49,7 +49,7 @@ class GeneratorBundle:
 def resolve_checkpoint(run_or_file: str | Path) -> Path:
     path = Path(run_or_file)
     if path.is_dir():
-        path = path / GENERATOR_FILE
+        path = path / checkpoints.GENERATOR
         if not path.is_file():
             raise UserError(f"{path}: missing; is {run_or_file} a `s2ikit train-gan` run that saved a checkpoint?")
     return path
@@ -58,17 +58,14 @@ def resolve_checkpoint(run_or_file: str | Path) -> Path:
 def load_bundle(run_or_file: str | Path) -> GeneratorBundle:
     """A `train-gan` run folder or its `generator.pt` (copied anywhere)."""
     path = resolve_checkpoint(run_or_file)
-    ckpt = checkpoint.load(path)
-    if "speech_encoder" not in ckpt:
-        raise UserError(f"{path}: a generator checkpoint without its speech encoder (made before s2ikit 0.2)")
-    generator = Generator(**ckpt["generator_args"])
+    ckpt = checkpoints.load(path, "generator")
+    generator = build_generator(ckpt["generator_args"])
     generator.load_state_dict(ckpt["generator"])
-    args = ckpt["speech_args"]
-    speech = SpeechEncoder(**{**args, "conv_channels": tuple(args["conv_channels"])})
+    speech = build_speech_encoder(ckpt["speech_args"])
     speech.load_state_dict(ckpt["speech_encoder"])
     features = build_section(FeatureConfig, ckpt["features"], f"{path} features")
     tts = build_section(TTSConfig, ckpt["tts"], f"{path} tts") if ckpt.get("tts") else None
-    info = {k: ckpt.get(k) for k in ("step", "data", "encoder_run")}
+    info = {k: ckpt.get(k) for k in ("step", "data", "encoder_run", "stopped")}
     return GeneratorBundle(generator.eval(), speech.eval(), features, tts, path, info)
 
 

@@ -5,17 +5,11 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from s2ikit.core.images import to_pil
 from s2ikit.utils.atomic import atomic_path
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [-1, 1] -> RGB PIL image."""
-    array = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(np.ascontiguousarray(array))
 
 
 def save_grid(images: torch.Tensor, captions: list[str], path: str | Path, columns: int = 8, cell: int = 128) -> Path:

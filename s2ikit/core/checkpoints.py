@@ -1,0 +1,96 @@
+"""Every checkpoint s2ikit writes: one module owns their layout, format version and safe loading.
+
+A checkpoint is one dict in one file, written atomically, read with `weights_only=True` (a file that holds code
+is refused, never run). Each carries `format` (its kind), `format_version` and `config` (the settings that
+built it), so a reader never guesses the kind from the keys present:
+
+| kind            | file                                   | holds                                                   |
+|-----------------|----------------------------------------|---------------------------------------------------------|
+| `encoder-state` | ENCODER_RUN/checkpoints/encoder-state.pt | networks, optimiser, scheduler, RNG, epoch: resume     |
+| `encoder`       | ENCODER_RUN/checkpoints/encoder-best.pt  | the selected encoders and the arguments that rebuild them |
+| `gan-state`     | GAN_RUN/checkpoints/gan-state.pt       | G, D, EMA G, optimisers, step: resume                    |
+| `generator`     | GAN_RUN/checkpoints/generator.pt (and generators/step-N.pt, best.pt) | EMA G, the frozen speech encoder, the feature recipe and TTS settings: all `generate` needs |
+
+Files written before format versions existed are still read: each kind is recognised by its keys once, here.
+Caches that are not checkpoints (the judge, FID reference statistics) use `save_file` / `load_file`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from s2ikit.utils.atomic import atomic_path
+from s2ikit.utils.errors import UserError
+
+FORMAT_VERSION = 1
+ENCODER_STATE, ENCODER_BEST = Path("checkpoints") / "encoder-state.pt", Path("checkpoints") / "encoder-best.pt"
+GAN_STATE, GENERATOR = Path("checkpoints") / "gan-state.pt", Path("checkpoints") / "generator.pt"
+KEPT_GENERATORS = Path("checkpoints") / "generators"  # every checkpoint's generator, with gan.keep_generators
+BEST_GENERATOR, SELECTION = Path("checkpoints") / "best.pt", Path("checkpoints") / "selection.json"
+
+# the keys by which a file from before `format` existed is recognised as each kind
+_LEGACY_KEYS = {
+    "encoder-state": ("speech_encoder", "optimizer", "epoch"),
+    "encoder": ("speech_encoder", "speech_args", "image_args"),
+    "gan-state": ("G", "D", "G_ema", "step"),
+    "generator": ("generator", "generator_args", "speech_encoder", "speech_args"),
+}
+KINDS = tuple(_LEGACY_KEYS)
+
+
+def kept_generator(step: int) -> Path:
+    return KEPT_GENERATORS / f"step-{step:07d}.pt"
+
+
+def save_file(obj: dict[str, Any], path: str | Path) -> None:
+    """Any dict of tensors and plain data, atomically (a reader sees the old file or the new one)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Tensors and plain data only. A file that holds anything else (possibly code) is refused unopened, in one
+    line: it is never worth retrying such a file with weights_only=False."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
+        raise UserError(f"{path}: not a readable s2ikit checkpoint (not a file torch.save wrote); it was not loaded")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"{path}: holds objects other than tensors and plain data (possibly code), so it is not an s2ikit "
+            "checkpoint; it was not loaded"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file is the file's fault
+        raise UserError(f"{path}: not a readable s2ikit checkpoint ({type(e).__name__}); it was not loaded") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: not an s2ikit checkpoint (a {type(obj).__name__}, not a dict); it was not loaded")
+    return obj
+
+
+def save(kind: str, payload: dict[str, Any], path: str | Path, config: dict[str, Any]) -> None:
+    """A checkpoint of `kind`: `payload` plus its kind, format version and the config that built it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}")
+    save_file({"format": kind, "format_version": FORMAT_VERSION, "config": config, **payload}, path)
+
+
+def load(path: str | Path, kind: str) -> dict[str, Any]:
+    """A checkpoint of `kind`, or one line saying what the file is instead."""
+    obj = load_file(path)
+    found = obj.get("format") or next((k for k, keys in _LEGACY_KEYS.items() if all(key in obj for key in keys)), None)
+    if found != kind:
+        what = f"an s2ikit '{found}' checkpoint" if found else "not an s2ikit checkpoint"
+        raise UserError(f"{path}: {what}, where a '{kind}' checkpoint was expected")
+    version = obj.get("format_version", 0)
+    if version > FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format {version} is newer than this s2ikit reads ({FORMAT_VERSION}); "
+                        "upgrade s2ikit")  # fmt: skip
+    return obj

@@ -1,0 +1,122 @@
+"""The metric registry (StyleGAN2-ADA's `metric_main`): metrics registered by name, run over generated batches.
+
+A metric is set up once for a generator and a data set (`setup` may skip it, with the reason, e.g. missing
+weights), sees every generated batch (`update`), then returns its numbers (`compute`) and the lines of its
+report section (`section`). `measure` drives one generation pass over a caption source and feeds every metric
+asked for, so `evaluate` (test captions), `select` (training captions, over every kept generator) and anything
+else run the same code by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from s2ikit.config import EvaluateConfig
+from s2ikit.core.inference import GeneratorBundle, generate_images
+from s2ikit.data.dataset_info import DatasetInfo
+
+
+class MetricSkipped(Exception):
+    """The metric cannot run here (the message says why and how to fix it); the others still run."""
+
+
+@dataclass
+class Context:
+    """What every metric may use: the generator, the data set, the settings and the weights given."""
+
+    bundle: GeneratorBundle
+    data: DatasetInfo
+    config: EvaluateConfig
+    device: torch.device
+    log: Callable[[str], None] = print
+    fidelity_weights: str = ""  # FID/IS Inception (torch-fidelity's file); empty: the torch hub cache
+    inception_weights: str = ""  # torchvision's ImageNet Inception-v3 (S2IGAN's mAP/R@k); empty: the hub cache
+    shared: dict[str, Any] = field(default_factory=dict)  # extractors and judges built once for all metrics
+
+
+@dataclass
+class Generated:
+    """One batch of captions and the images generated from them."""
+
+    batch: dict[str, Any]  # the loader's rows: key, class_id, attributes, text, image (the real one), ...
+    speech: torch.Tensor  # (n, D) speech embeddings
+    images: torch.Tensor  # (n * k, 3, S, S): the k images of caption 0, then caption 1, ...
+    k: int
+    cache: dict[str, Any] = field(default_factory=dict)  # per-batch features shared between metrics
+
+    def per_image(self, values: list[Any]) -> list[Any]:
+        """A per-caption list repeated for each of its k images."""
+        return [v for v in values for _ in range(self.k)]
+
+
+class Metric:
+    name = ""
+    title = ""  # report.md section heading
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def setup(self) -> None:
+        """Raise MetricSkipped when the metric cannot run."""
+
+    def update(self, generated: Generated) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def section(self, result: dict[str, Any]) -> list[str]:
+        return []
+
+
+REGISTRY: dict[str, type[Metric]] = {}
+
+
+def register(cls: type[Metric]) -> type[Metric]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def build_metrics(names: Iterable[str], ctx: Context) -> tuple[dict[str, Metric], dict[str, str]]:
+    """The metrics asked for, set up, and the reasons of those skipped."""
+    metrics, skipped = {}, {}
+    for name in names:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown metric {name!r} (known: {', '.join(REGISTRY)})")
+        metric = REGISTRY[name](ctx)
+        try:
+            metric.setup()
+        except MetricSkipped as e:
+            skipped[name] = str(e)
+            ctx.log(f"skipping {name}: {e}")
+            continue
+        metrics[name] = metric
+    return metrics, skipped
+
+
+@torch.no_grad()
+def measure(
+    bundle: GeneratorBundle,
+    batches: Iterable[dict[str, Any]],
+    metrics: Iterable[Metric],
+    k: int,
+    seed: int,
+    on_batch: Callable[[Generated], None] | None = None,
+) -> int:
+    """Generate `k` images per caption of every batch (z a pure function of (seed, caption row, image)) and feed
+    them to every metric; returns the number of captions."""
+    metrics, row, device = list(metrics), 0, bundle.device
+    for batch in batches:
+        speech = bundle.speech_encoder(batch["mel"].to(device), batch["mel_lengths"].to(device)).float()
+        images = generate_images(bundle, speech, k, seed, first_row=row).flatten(0, 1)
+        row += speech.shape[0]
+        generated = Generated(batch, speech, images, k)
+        for metric in metrics:
+            metric.update(generated)
+        if on_batch is not None:
+            on_batch(generated)
+    return row

@@ -1,0 +1,279 @@
+"""The one training loop: the encoder and the GAN supply a `Task`; the engine does everything around its steps.
+
+The engine owns resume (the training-state checkpoint, with a check of the config it was saved with), stopping
+(steps, epochs, and an opt-in time budget that says loudly when it ends a run), rank flags, the cadence of logs,
+snapshots and checkpoints, EMA hooks (`Task.after_step`) and loss statistics, which stay on the device between
+log intervals and are read with one host sync per interval. A task owns its networks, its loss and its phases.
+
+Every step is a function of (seed, step): a task's batches for an epoch are a pure function of the epoch, so a
+resumed run skips the batches its interrupted epoch already consumed and then replays what an uninterrupted run
+would have done. `metrics.jsonl` is truncated to the resumed step, so a replay never duplicates a line.
+Run folder: config.json (the current settings), metrics.jsonl, resumes.jsonl (each resume's step and changed
+settings), status.json (how the run ended), checkpoints/.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from s2ikit.core import checkpoints
+from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag
+from s2ikit.utils.atomic import read_json, write_bytes, write_json
+from s2ikit.utils.errors import UserError
+from s2ikit.utils.jsonl import append_jsonl
+
+METRICS, STATUS, CONFIG, RESUMES = "metrics.jsonl", "status.json", "config.json", "resumes.jsonl"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When things happen, in steps (an epoch is `steps_per_epoch` batches of the task's loader)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    log_every: int  # steps between metrics.jsonl lines (statistics are the mean over the interval)
+    checkpoint_every: int  # steps between training-state checkpoints
+    snapshot_every: int = 0  # steps between snapshots (sample grids); 0 = none
+    time_budget_minutes: float = 0.0  # 0 = no limit; a guard, not a preset's length
+    # False: the task can only resume at an epoch's start, so the time budget is checked at epoch ends only
+    resumable_mid_epoch: bool = True
+    divergence_threshold: float = math.inf  # a statistic above this (or not finite) stops the run
+
+
+class Task:
+    """What a training run supplies. `state`/`load_state` hold everything a resume needs besides the step."""
+
+    kind: str  # the training-state checkpoint kind: "encoder-state" or "gan-state"
+    state_file: Path  # relative to the run folder
+    model_settings: tuple[str, ...] = ()  # config keys that shape the networks (a resume may not change them)
+
+    def batches(self, epoch: int) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]:
+        """Every phase of one step; returns its statistics as (device) scalars."""
+        raise NotImplementedError
+
+    def after_step(self, step: int) -> None:
+        """After the optimisers of step `step` (0-based): the GAN's EMA update."""
+
+    def end_epoch(self, epoch: int, last: bool) -> dict[str, Any]:
+        """After the epoch's last step; returns fields for its log record (the encoder's validation)."""
+        return {}
+
+    def record(self, step: int, epoch: int, means: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
+        return {"step": step, "epoch": epoch + 1, **means, **extra}
+
+    def format(self, record: dict[str, Any]) -> str:
+        return " | ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
+
+    def snapshot(self, step: int, grid: bool) -> None:
+        """Main rank, at snapshot and checkpoint steps, before the checkpoint is written."""
+
+    def on_checkpoint(self, step: int, stopped: dict[str, Any] | None) -> None:
+        """Main rank, after the training state of `step` is saved (the GAN's generator files)."""
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class RunningStats:
+    """Sums of each statistic since the last read, on the device, in float64 (as Python floats would add)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.sums: dict[str, torch.Tensor] = {}
+        self.bad: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for key, value in stats.items():
+            value = value.detach().double()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        values = torch.stack([v.detach().float() for v in stats.values()]) if stats else torch.zeros(1)
+        bad = ~(torch.isfinite(values) & (values.abs() < self.threshold)).all()
+        self.bad = bad if self.bad is None else self.bad | bad
+        self.count += 1
+
+    def diverged(self) -> bool:
+        """Whether any step since the last read diverged (one host sync; the sums are kept)."""
+        return bool(self.bad) if self.bad is not None else False
+
+    def read(self) -> tuple[dict[str, float], bool]:
+        """Means since the last read and whether any step diverged: one host sync."""
+        if not self.count:
+            return {}, False
+        keys = list(self.sums)
+        packed = torch.stack([self.sums[k] for k in keys] + [self.bad.double()]).tolist()
+        means = {k: v / self.count for k, v in zip(keys, packed)}
+        self.sums, self.bad, self.count = {}, None, 0
+        return means, bool(packed[-1])
+
+
+def settings_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (saved.get(k), v) for k, v in current.items() if k in saved and saved[k] != v}
+
+
+def check_resume(path: Path, saved: dict[str, Any] | None, current: dict[str, Any], section: str,
+                 model_settings: tuple[str, ...], log: Callable[[str], None]) -> dict[str, tuple[Any, Any]]:  # fmt: skip
+    """Refuse a resume that would change the networks' shape; list every other change."""
+    if saved is None:
+        log(f"{path}: saved without its config (older s2ikit); settings not compared")
+        return {}
+    changes = settings_changes(saved, current)
+    for key in model_settings:
+        if key in changes:
+            was, now = changes[key]
+            raise UserError(
+                f"{path}: this run was trained with {section}.{key}={was}, now {now}; it shapes the networks, so the "
+                "run cannot resume with it (use another --run, or --restart to start this one again)"
+            )
+    if changes:
+        shown = ", ".join(f"{section}.{k} {was} -> {now}" for k, (was, now) in changes.items())
+        log(f"resuming with changed settings: {shown}")
+    return changes
+
+
+def _truncate_metrics(path: Path, step: int, steps_per_epoch: int) -> None:
+    """Drop the lines after `step`: the resumed run writes them again."""
+    if not path.is_file():
+        return
+    import json
+
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a kill
+        at = record.get("step", record.get("epoch", 0) * steps_per_epoch)
+        if at <= step:
+            kept.append(line + "\n")
+    write_bytes(path, "".join(kept).encode())
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of killed processes (`.NAME.tmp-PID`, see utils.atomic) whose PID is gone."""
+    for tmp in folder.rglob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+class Engine:
+    def __init__(self, run_dir: Path, info: DistInfo, schedule: Schedule, config: dict[str, Any], section: str,
+                 log: Callable[[str], None] = print):  # fmt: skip
+        self.run_dir, self.info, self.schedule, self.log = run_dir, info, schedule, log
+        self.config, self.section = config, section  # `section`: the preset section the config is ([gan], ...)
+
+    def resume(self, task: Task, enabled: bool) -> int:
+        """Load the task's training state if there is one; returns the step to continue from."""
+        path = self.run_dir / task.state_file
+        if self.info.is_main:
+            if self.run_dir.is_dir():
+                remove_stale_temporaries(self.run_dir)
+        step = 0
+        if enabled and path.is_file():
+            state = checkpoints.load(path, task.kind)
+            saved = state.get("config")
+            changes = check_resume(path, saved.get(self.section) if saved else None, self.config[self.section],
+                                   self.section, task.model_settings, self.log)  # fmt: skip
+            task.load_state(state)
+            step = int(state["step"])
+            if self.info.is_main and step < self.schedule.total_steps:
+                epochs, into = divmod(step, self.schedule.steps_per_epoch)
+                where = f"after epoch {epochs}" if not into else f"{into} steps into epoch {epochs + 1}"
+                self.log(f"resuming from {path} at step {step} of {self.schedule.total_steps} ({where})")
+                _truncate_metrics(self.run_dir / METRICS, step, self.schedule.steps_per_epoch)
+                append_jsonl(self.run_dir / RESUMES, {"step": step, "changed": changes})
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / CONFIG, self.config, only_if_changed=True)
+        return step
+
+    def run(self, task: Task, start_step: int) -> dict[str, Any]:
+        """Train from `start_step` to the end of the schedule (or the time budget); returns the run's status."""
+        s, info = self.schedule, self.info
+        if start_step >= s.total_steps:
+            status = read_json(self.run_dir / STATUS) if (self.run_dir / STATUS).is_file() else {}
+            self.log(f"{self.run_dir}: already complete at step {start_step} of {s.total_steps}; nothing to do")
+            return {**status, "step": start_step, "total_steps": s.total_steps, "already_complete": True}
+        stats = RunningStats(s.divergence_threshold)
+        step, started, last_good = start_step, time.monotonic(), start_step
+        stopped: dict[str, Any] | None = None
+        while stopped is None:
+            epoch, skip = divmod(step, s.steps_per_epoch)
+            for i, batch in enumerate(task.batches(epoch)):
+                if i < skip:
+                    continue  # replaying the interrupted epoch's order up to where it stopped
+                if i >= s.steps_per_epoch or step >= s.total_steps:
+                    break
+                stats.add(task.train_step(batch, step))
+                task.after_step(step)
+                step += 1
+                epoch_end = step % s.steps_per_epoch == 0
+                out_of_time = False
+                if s.time_budget_minutes and (s.resumable_mid_epoch or epoch_end):
+                    out_of_time = time.monotonic() - started > 60 * s.time_budget_minutes
+                out_of_time = broadcast_flag(out_of_time, info)
+                if step >= s.total_steps:
+                    stopped = {"reason": "schedule", "step": step, "total_steps": s.total_steps}
+                elif out_of_time:
+                    stopped = {"reason": "time_budget", "step": step, "total_steps": s.total_steps,
+                               "time_budget_minutes": s.time_budget_minutes}  # fmt: skip
+                extra = task.end_epoch(epoch, stopped is not None) if epoch_end or stopped else {}
+                log_due = step % s.log_every == 0 or stopped is not None
+                checkpoint_due = step % s.checkpoint_every == 0 or stopped is not None
+                if log_due or checkpoint_due:
+                    means, bad = stats.read() if log_due else ({}, stats.diverged())
+                    if broadcast_flag(bad, info):
+                        raise UserError(
+                            f"training diverged between steps {last_good} and {step} (a loss is not finite or "
+                            f"above {s.divergence_threshold:g}); the last good checkpoint is "
+                            f"{self.run_dir / task.state_file}. Lower the learning rates or raise the gradient "
+                            "penalty, then resume."
+                        )
+                    if log_due and info.is_main:
+                        record = task.record(step, epoch, means, extra)
+                        record["seconds"] = round(time.monotonic() - started, 1)
+                        append_jsonl(self.run_dir / METRICS, record)
+                        self.log(task.format(record))
+                snapshot_due = bool(s.snapshot_every) and step % s.snapshot_every == 0 or stopped is not None
+                if info.is_main and (snapshot_due or checkpoint_due):
+                    task.snapshot(step, grid=snapshot_due)
+                if checkpoint_due:
+                    if info.is_main:
+                        checkpoints.save(task.kind, {**task.state(), "step": step},
+                                         self.run_dir / task.state_file, self.config)  # fmt: skip
+                        task.on_checkpoint(step, stopped)
+                    last_good = step
+                barrier(info)
+                if stopped:
+                    break
+        if info.is_main:
+            write_json(self.run_dir / STATUS, stopped)
+            if stopped["reason"] == "time_budget":
+                epoch = (step - 1) // s.steps_per_epoch + 1
+                append_jsonl(self.run_dir / METRICS, {"epoch": epoch, "event": "stopped", **stopped})
+                self.log(
+                    f"WARNING: the time budget of {s.time_budget_minutes} min stopped this run at step {step} of "
+                    f"{s.total_steps}; its results depend on the machine's speed. Rerun the same command to go on."
+                )
+        return stopped
