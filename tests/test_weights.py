@@ -6,6 +6,7 @@ import hashlib
 import io
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +33,7 @@ class Server:
     files: dict[str, bytes | Path] = field(default_factory=dict)
     cut: set[str] = field(default_factory=set)
     requests: list[str] = field(default_factory=list)
+    delay: float = 0.0  # seconds before each answer, so that concurrent clients overlap
 
 
 @pytest.fixture
@@ -43,6 +45,7 @@ def server():
 
         def do_GET(self):
             state.requests.append(self.path)
+            time.sleep(state.delay)
             body = state.files.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -125,6 +128,23 @@ def test_first_use_fetches_into_the_hub_cache_and_later_uses_do_not(hub, server,
     assert leftovers(hub) == [name]  # no temporary file beside it
     assert find() == path
     assert server.requests == [f"/mirror/{name}"]  # fetched once, from the mirror
+
+
+def test_processes_that_start_together_fetch_once(hub, server, monkeypatch):
+    name = serve_standard(monkeypatch, server, "inception_v3", state_dict_bytes())
+    server.delay = 0.5  # both callers find the cache empty before the first download ends
+    start, found = threading.Barrier(2), []
+
+    def use():
+        start.wait()
+        found.append(find_inception_weights())
+
+    workers = [threading.Thread(target=use) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    assert found == [hub / name] * 2 and server.requests == [f"/mirror/{name}"] and leftovers(hub) == [name]
 
 
 def test_publishers_address_is_used_without_a_mirror(hub, server, monkeypatch):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,19 +110,20 @@ def find_or_fetch(entry: WeightFile, folder: Path | None = None, what: str = "",
     found = in_cache(entry, folder) if folder.is_dir() else []
     if found:
         return verified(found[0])
-    return fetch(entry, folder, what, hint)
+    if offline():
+        raise _offline(entry, folder, what, hint)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):  # the processes of a multi-GPU run fetch once: the first fetches, the rest wait
+        found = in_cache(entry, folder)
+        return verified(found[0]) if found else fetch(entry, folder, what, hint)
 
 
 def fetch(entry: WeightFile, folder: Path | None = None, what: str = "", hint: str = "") -> Path:
     """Download `entry` into `folder` (replacing any file of its name) and check its hash."""
     folder = folder or hub_checkpoints()
-    url = source_url(entry)
-    others = AHEAD + (f", or {hint}" if hint else "")
     if offline():
-        raise WeightsUnavailable(
-            f"no {what or entry.what} weights in {folder} and {OFFLINE_ENV} is set: download {url} into {folder}, "
-            + others
-        )
+        raise _offline(entry, folder, what, hint)
+    url = source_url(entry)
     print(f"fetching {url} -> {folder / entry.name}", file=sys.stderr, flush=True)
     try:
         return download(url, folder / entry.name, entry.sha256_prefix)
@@ -129,8 +132,36 @@ def fetch(entry: WeightFile, folder: Path | None = None, what: str = "", hint: s
     except DownloadError as e:
         raise WeightsUnavailable(
             f"no {what or entry.what} weights in {folder}, and fetching failed: {e}. Download it there by hand, "
-            + others
+            + AHEAD
+            + (f", or {hint}" if hint else "")
         ) from None
+
+
+def _offline(entry: WeightFile, folder: Path, what: str, hint: str) -> WeightsUnavailable:
+    return WeightsUnavailable(
+        f"no {what or entry.what} weights in {folder} and {OFFLINE_ENV} is set: download {source_url(entry)} into "
+        f"{folder}, {AHEAD}" + (f", or {hint}" if hint else "")
+    )
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder itself, so no lock file is left behind; none where flock is missing."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass  # some network file systems refuse: each process then fetches on its own, still atomically
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def download_standard(folder: Path | None = None) -> list[tuple[WeightFile, Path, bool]]:

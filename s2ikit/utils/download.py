@@ -52,7 +52,7 @@ def download(
     dest: str | os.PathLike,
     sha256_prefix: str,
     *,
-    timeout: float = 60.0,
+    timeout: float = 30.0,
     progress: bool | None = None,
 ) -> Path:
     """Fetch `url` to `dest` if its sha256 starts with `sha256_prefix`; otherwise leave `dest` untouched.
