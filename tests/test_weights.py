@@ -220,6 +220,7 @@ def test_an_explicit_path_is_never_fetched(hub, server, monkeypatch, tmp_path):
 
 def test_download_weights_fetches_both_then_skips_them(hub, server, monkeypatch, tmp_path):
     names = [serve_standard(monkeypatch, server, key, state_dict_bytes(i)) for i, key in enumerate(weights.STANDARD)]
+    assert "download-weights [OPTIONS]" in runner.invoke(app, ["download-weights", "--help"]).output
     dest = tmp_path / "for-the-cluster"
     result = runner.invoke(app, ["download-weights", "--dest", str(dest)])
     assert result.exit_code == 0, result.output

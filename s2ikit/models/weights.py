@@ -167,11 +167,12 @@ def _locked(folder: Path) -> Iterator[None]:
 def download_standard(folder: Path | None = None) -> list[tuple[WeightFile, Path, bool]]:
     """Every standard file in `folder` (default: the hub cache): (entry, path, whether it was fetched now).
 
-    A file already there whose hash checks out is kept; a damaged one is fetched again over it.
+    A file already there whose hash checks out is kept; a damaged one is fetched again over it, and one whose
+    name carries no hash to check is left alone beside the fetched file.
     """
     folder = folder or hub_checkpoints()
     done = []
     for entry in STANDARD.values():
-        found = [p for p in in_cache(entry, folder) if matches_its_name(p) is not False] if folder.is_dir() else []
+        found = [p for p in in_cache(entry, folder) if matches_its_name(p)] if folder.is_dir() else []
         done.append((entry, found[0], False) if found else (entry, fetch(entry, folder), True))
     return done
