@@ -73,6 +73,29 @@ def doctor() -> None:
     Console().print(table)
 
 
+@app.command("download-weights")
+@friendly
+def download_weights(
+    dest: Path | None = typer.Option(
+        None, "--dest", help="Folder to put them in (default: the torch hub cache, where s2ikit looks for them)."
+    ),
+) -> None:
+    """Fetch the two standard Inception-v3 weight files now, for machines that will run without a network.
+
+    torchvision's Inception-v3 (image encoder, mAP, R@k) and torch-fidelity's (FID, IS), each checked against
+    the sha256 its name carries; files already there and intact are skipped. Online machines need not run
+    this: the files are fetched on first use. Example: s2ikit download-weights --dest /shared/torch/hub/checkpoints
+    """
+    from s2ikit.models.weights import download_standard, hub_checkpoints
+
+    for entry, path, fetched in download_standard(dest):
+        typer.echo(f"{entry.what}: {path} ({'fetched, sha256 verified' if fetched else 'already there, verified'})")
+    hub = hub_checkpoints()
+    if dest is not None and dest.resolve() != hub.resolve():
+        typer.echo(f"s2ikit looks in {hub}: copy the files there on each machine, or point TORCH_HOME at a folder "
+                   "whose hub/checkpoints holds them")  # fmt: skip
+
+
 # ---- prepare ----------------------------------------------------------------------------------------------
 OUT = typer.Option(..., "--out", "-o", help="Output folder (shards, index, work files). Rerun to resume.")
 PRESET = typer.Option(None, "--preset", help="Preset name in pipelines/ or a .toml path (default: the data set's).")

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from s2ikit.config import TTSConfig
+from s2ikit.models import weights
 from s2ikit.tts import available_backends
 from s2ikit.tts.cache import default_cache_dir
-
-# File names torchvision and torch-fidelity give the Inception-v3 weights in the torch hub cache.
-INCEPTION_FILES = {
-    "torchvision Inception-v3 (encoder, mAP, R@k)": "inception_v3_google-0cc3c7bd.pth",
-    "torch-fidelity Inception (FID, IS)": "weights-inception-2015-12-05-6726825d.pth",
-}
+from s2ikit.utils.download import matches_its_name
 
 
 @dataclass(frozen=True)
@@ -34,13 +29,6 @@ def _version(package: str) -> str | None:
         return None
 
 
-def torch_hub_checkpoints() -> Path:
-    base = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
-    )
-    return Path(base) / "hub" / "checkpoints"
-
-
 def coqui_model_checks() -> list[Check]:
     """The default Tacotron 2 and vocoder folders, which `--tts coqui` never downloads."""
     from s2ikit.tts.coqui_backend import model_folder
@@ -50,6 +38,25 @@ def coqui_model_checks() -> list[Check]:
         folder = model_folder(name)
         fix = f"copy Coqui's {folder.name} folder (checkpoint + config.json) into {folder.parent}, or set TTS_HOME"
         checks.append(Check(f"Coqui model {name}", folder.is_dir(), str(folder) if folder.is_dir() else "missing", fix))
+    return checks
+
+
+def weight_checks() -> list[Check]:
+    """Each standard Inception file: cached and verified, or where it comes from on first use."""
+    hub, checks = weights.hub_checkpoints(), []
+    for entry in weights.STANDARD.values():
+        found = weights.in_cache(entry, hub) if hub.is_dir() else []
+        url = weights.source_url(entry)
+        if found:
+            ok = matches_its_name(found[0])
+            detail = {True: "sha256 verified", False: "sha256 does not match its name", None: "no hash in its name"}
+            fix = "run `s2ikit download-weights` to replace it"
+            checks.append(Check(entry.what, ok is not False, f"{found[0]} ({detail[ok]})", fix))
+        elif weights.offline():
+            detail = f"not in {hub}; {weights.OFFLINE_ENV} is set, so it is not fetched"
+            checks.append(Check(entry.what, False, detail, f"download {url} into {hub}, {weights.AHEAD}"))
+        else:
+            checks.append(Check(entry.what, True, f"not in {hub} yet: fetched on first use from {url}"))
     return checks
 
 
@@ -88,12 +95,7 @@ def run_checks() -> list[Check]:
     )
     if backends.get("coqui", "missing") is None:
         checks += coqui_model_checks()
-    hub = torch_hub_checkpoints()
-    for label, filename in INCEPTION_FILES.items():
-        prefix = filename.rsplit("-", 1)[0]  # any hash suffix is accepted
-        found = sorted(hub.glob(f"{prefix}-*")) if hub.is_dir() else []
-        fix = f"copy {filename} into {hub} (nothing is downloaded at run time), or pass its path"
-        checks.append(Check(label, bool(found), str(found[0]) if found else f"not in {hub}", fix))
+    checks += weight_checks()
     cache = default_cache_dir()
     probe = cache if cache.exists() else Path.cwd()
     free_gb = shutil.disk_usage(probe).free / 2**30

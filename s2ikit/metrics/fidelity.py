@@ -30,10 +30,10 @@ PROTOCOL = "uint8 images, TF1-compatible bilinear resize to 299 px inside torch-
 
 
 def find_fidelity_weights(explicit: str | Path = "") -> Path:
-    """The FID/IS Inception weights: an explicit path, else torch-fidelity's file in the torch hub cache."""
+    """The FID/IS Inception weights: an explicit path, else torch-fidelity's file in the torch hub cache
+    (fetched there on first use)."""
     patterns = ("weights-inception-2015-12-05-*.pth", "pt_inception-2015-12-05-*.pth")
-    hint = f"FID and IS need torch-fidelity's {WEIGHTS_FILE} there, or --inception-weights PATH"
-    return find_weights(explicit, patterns, "FID/IS Inception", hint)
+    return find_weights(explicit, patterns, "FID/IS Inception", "pass --inception-weights PATH")
 
 
 class FidelityFeatures(nn.Module):

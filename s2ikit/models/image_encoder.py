@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2ikit.models.weights import STANDARD, entry_for, find_or_fetch, hub_checkpoints, verified
+
 
 class InceptionImageEncoder(nn.Module):
     def __init__(self, weights: str | Path, embed_dim: int = 1024):
@@ -75,24 +77,29 @@ def mean_max_pool(h: torch.Tensor) -> torch.Tensor:
 
 
 def find_weights(explicit: str | Path, patterns: tuple[str, ...], what: str, missing_hint: str) -> Path:
-    """A weights file: the explicit path when given, else the first match of `patterns` in the torch hub cache."""
+    """A weights file: the explicit path when given (never fetched over), else the first match of `patterns`
+    in the torch hub cache, checked against the hash its name carries; a standard file (models.weights) that
+    is missing there is fetched into it on first use."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: {what} weights not found")
         return path
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    entry = entry_for(patterns)
+    if entry is not None:
+        return find_or_fetch(entry, what=what, hint=missing_hint)
+    hub = hub_checkpoints()
     found = [p for pattern in patterns for p in sorted(hub.glob(pattern))]
     if not found:
         raise FileNotFoundError(f"no {what} weights in {hub}: {missing_hint}")
-    return found[0]
+    return verified(found[0])
 
 
 def find_inception_weights(explicit: str | Path = "") -> Path:
-    """The Inception-v3 ImageNet state dict: an explicit path, else torchvision's file in the torch hub cache."""
-    hint = ("copy inception_v3_google-0cc3c7bd.pth there, pass --image-weights PATH, or use the from-scratch "
-            "encoder (--set encoder.image_encoder=cnn)")  # fmt: skip
-    return find_weights(explicit, ("inception_v3_google-*.pth",), "Inception-v3", hint)
+    """The Inception-v3 ImageNet state dict: an explicit path, else torchvision's file in the torch hub cache
+    (fetched there on first use)."""
+    hint = "pass --image-weights PATH, or use the from-scratch encoder (--set encoder.image_encoder=cnn)"
+    return find_weights(explicit, STANDARD["inception_v3"].patterns, "Inception-v3", hint)
 
 
 def build_image_encoder(kind: str, embed_dim: int, cnn_width: int = 16, weights: str | Path = "") -> nn.Module:
