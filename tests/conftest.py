@@ -47,6 +47,12 @@ def output_files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in files if p.is_file()}
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Tests never fetch weights from the network; tests/test_weights.py serves its own on 127.0.0.1."""
+    monkeypatch.setenv("S2IKIT_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def tts_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("tts-cache")
