@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from s2ikit.evaluation.fidelity import find_fidelity_weights
 from typer.testing import CliRunner
 
 from s2ikit.cli import app
-from s2ikit.evaluation.fidelity import find_fidelity_weights
 from s2ikit.models import weights
 from s2ikit.models.image_encoder import build_image_encoder, find_inception_weights
 from s2ikit.utils.download import hash_in_name

@@ -4,12 +4,11 @@ A checkpoint is one dict in one file, written atomically, read with `weights_onl
 is refused, never run). Each carries `format` (its kind), `format_version` and `config` (the settings that
 built it), so a reader never guesses the kind from the keys present:
 
-| kind            | file                                   | holds                                                   |
-|-----------------|----------------------------------------|---------------------------------------------------------|
-| `encoder-state` | ENCODER_RUN/checkpoints/encoder-state.pt | networks, optimiser, scheduler, RNG, epoch: resume     |
-| `encoder`       | ENCODER_RUN/checkpoints/encoder-best.pt  | the selected encoders and the arguments that rebuild them |
-| `gan-state`     | GAN_RUN/checkpoints/gan-state.pt       | G, D, EMA G, optimisers, step: resume                    |
-| `generator`     | GAN_RUN/checkpoints/generator.pt (and generators/step-N.pt, best.pt) | EMA G, the frozen speech encoder, the feature recipe and TTS settings: all `generate` needs |
+- `encoder-state`: ENCODER_RUN/checkpoints/encoder-state.pt; networks, optimiser, scheduler, RNG, step (resume).
+- `encoder`: ENCODER_RUN/checkpoints/encoder-best.pt; the selected encoders and the arguments that rebuild them.
+- `gan-state`: GAN_RUN/checkpoints/gan-state.pt; G, D, EMA G, optimisers, step (resume).
+- `generator`: GAN_RUN/checkpoints/generator.pt (and generators/step-N.pt, best.pt); the EMA generator, the frozen
+  speech encoder, the feature recipe and the TTS settings: everything `generate` needs.
 
 Files written before format versions existed are still read: each kind is recognised by its keys once, here.
 Caches that are not checkpoints (the judge, FID reference statistics) use `save_file` / `load_file`.

@@ -125,8 +125,14 @@ def settings_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str
     return {k: (saved.get(k), v) for k, v in current.items() if k in saved and saved[k] != v}
 
 
-def check_resume(path: Path, saved: dict[str, Any] | None, current: dict[str, Any], section: str,
-                 model_settings: tuple[str, ...], log: Callable[[str], None]) -> dict[str, tuple[Any, Any]]:  # fmt: skip
+def check_resume(
+    path: Path,
+    saved: dict[str, Any] | None,
+    current: dict[str, Any],
+    section: str,
+    model_settings: tuple[str, ...],
+    log: Callable[[str], None],
+) -> dict[str, tuple[Any, Any]]:
     """Refuse a resume that would change the networks' shape; list every other change."""
     if saved is None:
         log(f"{path}: saved without its config (older s2ikit); settings not compared")
