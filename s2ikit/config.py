@@ -172,6 +172,91 @@ class PlacesConfig:
     limit: int = 0  # keep only the first N images of each split; 0 = all
 
 
+# ---- `s2ikit prepare NAME`: each data set's own options, as data (the command is built from them) ----------
+@dataclass(frozen=True)
+class PrepareFlag:
+    """An option of `s2ikit prepare NAME` that sets one preset key (and is named in that key's errors)."""
+
+    flag: str  # "--limit"; a switch: "--bbox-crop/--no-bbox-crop"
+    key: str  # "section.field"
+    help: str
+    kind: type = int  # int, str, bool (a switch) or Path (made absolute, stored as a string)
+    minimum: int | None = None
+
+
+@dataclass(frozen=True)
+class PrepareSource:
+    """What `s2ikit prepare NAME` says and offers beyond the options every data set has."""
+
+    help: str  # first line, details, an example
+    flags: tuple[PrepareFlag, ...] = ()
+    root: bool = True  # reads the downloaded data set from --root
+    tts: bool = False  # speaks text captions: --tts and --cache-dir apply
+
+
+def _limit(section: str) -> PrepareFlag:
+    return PrepareFlag(
+        "--limit", f"{section}.limit", "Only the first N images of each split: a quick first try.", minimum=1
+    )
+
+
+PREPARE_SOURCES: dict[str, PrepareSource] = {
+    "shapes": PrepareSource(
+        "The embedded data set: coloured shapes with spoken captions, generated here (no download).\n\n"
+        "Example: s2ikit prepare shapes --out runs/shapes/data --workers 2",
+        (PrepareFlag("--images-per-class", "shapes.images_per_class", "Images per class (48 classes).", minimum=1),),
+        root=False,
+        tts=True,
+    ),
+    "cub": PrepareSource(
+        "CUB-200-2011 birds with Reed et al.'s captions (10 per image), spoken by TTS: 117,880 captions.\n\n"
+        "The split is StackGAN's (birds/{train,test}/filenames.pickle, 150/50 unseen classes) when present.\n\n"
+        "Example: s2ikit prepare cub --root data/cub --out runs/cub/data --workers 16 --limit 20",
+        (
+            _limit("cub"),
+            PrepareFlag(
+                "--test-classes",
+                "cub.test_classes",
+                "Test class names, one per line; used only without StackGAN's pickles.",
+                Path,
+            ),
+            PrepareFlag(
+                "--bbox-crop/--no-bbox-crop",
+                "cub.bbox_crop",
+                "Crop around the bird's bounding box first (default: on).",
+                bool,
+            ),
+        ),
+        tts=True,
+    ),
+    "oxford": PrepareSource(
+        "Oxford-102 flowers with Reed et al.'s captions (10 per image), spoken by TTS: 81,890 captions.\n\n"
+        "The split is StackGAN's (flowers/{train,test}/filenames.pickle, 82/20 unseen classes) when present.\n\n"
+        "Example: s2ikit prepare oxford --root data/oxford --out runs/oxford/data --workers 16 --limit 20",
+        (_limit("oxford"),),
+        tts=True,
+    ),
+    "flickr8k": PrepareSource(
+        "Flickr8k with the Flickr Audio Caption Corpus: 5 recorded utterances per image (no TTS).\n\n"
+        "Example: s2ikit prepare flickr8k --root data/flickr8k --out runs/flickr8k/data --workers 4",
+        (_limit("flickr8k"),),
+    ),
+    "places": PrepareSource(
+        "Places-subset: Places Audio Caption utterances of 7 indoor classes, 1 per image (recorded, no TTS).\n\n"
+        "Example: s2ikit prepare places --root data/places --out runs/places/data --workers 4",
+        (
+            PrepareFlag(
+                "--metadata",
+                "places.metadata",
+                "Places Audio Caption metadata JSON (default: places.metadata under --root).",
+                Path,
+            ),
+            _limit("places"),
+        ),
+    ),
+}
+
+
 @dataclass(frozen=True)
 @checked(
     "encoder",
