@@ -462,12 +462,12 @@ def manifests_dir() -> Path:
 
 
 def find_preset(name_or_path: str, beside: Path | None = None) -> Path:
-    """A preset by name (`pipelines/NAME.toml`) or as a .toml path (relative to the file `beside`, which names it
-    in its `extends`; else to the working folder)."""
+    """A preset by name (`pipelines/NAME.toml`) or path. In the `extends` of the file `beside`, a .toml path is
+    relative to that file and anything else is a name."""
     path = Path(name_or_path)
-    if beside is not None and path.suffix == ".toml":
-        path = beside.parent / path
-    if not path.is_file():
+    if beside is not None:
+        path = beside.parent / path if path.suffix == ".toml" else presets_dir() / f"{name_or_path}.toml"
+    elif not path.is_file():
         path = presets_dir() / f"{name_or_path}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in presets_dir().glob("*.toml"))

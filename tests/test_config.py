@@ -65,6 +65,7 @@ def test_a_choice_outside_its_literal_is_one_line_naming_the_flag(setting, messa
 @pytest.mark.parametrize(
     "setting, message",
     [
+        ("gan.ngf=x", "--set gan.ngf: expected int, got 'x'"),
         ("tts.length_scales=", "--set tts.length_scales: must not be empty"),
         ("tts.length_scales=1.0,0", "--set tts.length_scales: each value must be > 0, got 0.0"),
         ("features.n_mels=0", "--set features.n_mels: must be at least 1, got 0"),

@@ -42,6 +42,14 @@ def test_a_child_inherits_its_parents_tables_and_overrides_per_key(tmp_path):
     assert load_preset(str(child), {"gan": {"ngf": "12"}}).gan.ngf == 12  # --set still wins
 
 
+def test_a_name_in_extends_is_a_preset_even_beside_a_file_of_that_name(tmp_path, monkeypatch):
+    shapes = load_preset("shapes")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").write_text("not toml [")
+    (tmp_path / "child.toml").write_text('extends = "shapes"\n')
+    assert load_preset("child.toml") == shapes
+
+
 def test_a_bad_inherited_value_names_the_file_that_set_it(tmp_path):
     (tmp_path / "base.toml").write_text('[gan]\nblock = "vsfmm"\n')
     child = tmp_path / "child.toml"

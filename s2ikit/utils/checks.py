@@ -93,6 +93,10 @@ def checked(section: str, **rules: Rule) -> Callable[[type], type]:
     a `SettingError` naming `section.key`. Goes under `@dataclass`, which only calls a `__post_init__` it finds."""
 
     def decorate(cls: type) -> type:
+        unknown = set(rules) - set(cls.__annotations__)
+        if unknown:  # a misspelt rule would otherwise fail only when the class is first built
+            raise TypeError(f"{cls.__name__}: rules for fields it does not have: {', '.join(sorted(unknown))}")
+
         def __post_init__(self) -> None:
             for key, allowed in _choices(cls).items():
                 value = getattr(self, key)
