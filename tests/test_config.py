@@ -122,3 +122,14 @@ def test_dataclasses_built_in_code_are_checked_too():
     with pytest.raises(UserError, match=r"^loader\.mode: 'eval' is not one of train\|test$"):
         LoaderConfig(mode="eval")
     assert GANConfig(image_size=32, block="dfgan").block == "dfgan"
+
+
+def test_every_prepare_flag_sets_a_key_of_its_preset():
+    import dataclasses
+
+    from s2ikit.config import PREPARE_SOURCES, Preset
+
+    for source in PREPARE_SOURCES.values():
+        for flag in source.flags:
+            section, name = flag.key.split(".")
+            assert name in {f.name for f in dataclasses.fields(getattr(Preset(), section))}, flag
