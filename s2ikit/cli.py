@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -12,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from s2ikit import __version__
-from s2ikit.config import load_preset, parse_overrides
+from s2ikit.config import PREPARE_SOURCES, PrepareFlag, PrepareSource, load_preset, parse_overrides
 from s2ikit.utils.errors import UserError
 
 console = Console(stderr=True)
@@ -97,6 +99,14 @@ def download_weights(
 
 
 # ---- prepare ----------------------------------------------------------------------------------------------
+# One command per data set, built from its entry in PREPARE_SOURCES: the options below, then the data set's own.
+ROOT = typer.Option(
+    ...,
+    "--root",
+    exists=True,
+    file_okay=False,
+    help="The data set's folder as downloaded (layout: README, 'Data sets').",
+)
 OUT = typer.Option(..., "--out", "-o", help="Output folder (shards, index, work files). Rerun to resume.")
 PRESET = typer.Option(None, "--preset", help="Preset name in pipelines/ or a .toml path (default: the data set's).")
 SET = typer.Option(
@@ -110,13 +120,57 @@ PARTITION = typer.Option(None, "--partition", min=0, help="Run only this slice (
 FINALIZE = typer.Option(False, "--finalize", help="Only check that every slice is done and write the totals.")
 FORCE = typer.Option(None, "--force", help="Redo a step even if up to date: index, speech, features, images, shards.")
 CACHE = typer.Option(None, "--cache-dir", envvar="S2IKIT_CACHE_DIR", help="TTS audio cache (default: ~/.cache/s2ikit).")
-IMAGE_SIZE = typer.Option(None, "--image-size", min=8, help="Image side in pixels (overrides prepare.image_size).")
-TTS = typer.Option(None, "--tts", help="TTS backend (overrides tts.backend): piper, or coqui (Tacotron 2; see README).")
+IMAGE_SIZE = PrepareFlag(
+    "--image-size", "prepare.image_size", "Image side in pixels (overrides prepare.image_size).", minimum=8
+)
+TTS = PrepareFlag(
+    "--tts", "tts.backend", "TTS backend (overrides tts.backend): piper, or coqui (Tacotron 2; see README).", str
+)
+_COMMON_OPTIONS = (  # (parameter, type, option) of every prepare command, after --root where there is one
+    ("out", Path, OUT),
+    ("preset", str | None, PRESET),
+    ("overrides", list[str] | None, SET),
+    ("workers", int, WORKERS),
+    ("num_partitions", int, PARTITIONS),
+    ("partition", int | None, PARTITION),
+    ("finalize", bool, FINALIZE),
+    ("force", list[str] | None, FORCE),
+)
+
+
+def _parameter_name(flag: PrepareFlag) -> str:
+    """The name Typer passes the flag's value under: --bbox-crop/--no-bbox-crop -> bbox_crop."""
+    return flag.flag.split("/")[0].removeprefix("--").replace("-", "_")
+
+
+def prepare_command(dataset: str, source: PrepareSource) -> Callable[..., None]:
+    """The `s2ikit prepare DATASET` command: --root (unless generated), the common options, --cache-dir for data
+    sets spoken by TTS, then --image-size, --tts and the data set's own flags, each setting one preset key."""
+    flags = (IMAGE_SIZE, *((TTS,) if source.tts else ()), *source.flags)
+    options = [("root", Path, ROOT)] if source.root else []
+    options += _COMMON_OPTIONS
+    options += [("cache_dir", Path | None, CACHE)] if source.tts else []
+    options += [
+        (_parameter_name(f), f.kind | None, typer.Option(None, f.flag, help=f.help, min=f.minimum)) for f in flags
+    ]
+
+    def command(**given: Any) -> None:
+        extra = {f.key: given.pop(_parameter_name(f)) for f in flags}
+        extra = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in extra.items()}
+        given_flags = {f.key: f.flag for f in flags if extra[f.key] is not None}  # the rest may come from --set
+        run_prepare(dataset, extra, given_flags, **given)
+
+    # Typer reads the options from the signature.
+    command.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=k) for n, k, d in options]
+    )
+    return friendly(command)
 
 
 def run_prepare(
     dataset: str,
-    root: Path | None,
+    extra: dict[str, Any],
+    flags: dict[str, str],
     out: Path,
     preset: str | None,
     overrides: list[str] | None,
@@ -125,9 +179,11 @@ def run_prepare(
     partition: int | None,
     finalize: bool,
     force: list[str] | None,
-    cache_dir: Path | None,
-    extra: dict,
+    root: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
+    """Prepare `dataset` into `out`; `extra` holds the values of its key-setting flags (None: not given), and
+    `flags` names each key's flag for error messages."""
     from s2ikit.pipelines.prepare import RunOptions, prepare
     from s2ikit.pipelines.steps import PrepareContext
     from s2ikit.tts.cache import default_cache_dir
@@ -139,7 +195,7 @@ def run_prepare(
             sections.setdefault(section, {})[name] = value
     if partition is not None and partition >= num_partitions:
         raise UserError(f"--partition {partition} must be smaller than --num-partitions {num_partitions}")
-    config = load_preset(preset or dataset, sections)
+    config = load_preset(preset or dataset, sections, flags)
     ctx = PrepareContext(out=out, dataset=dataset, preset=config, root=root, cache_dir=cache_dir or default_cache_dir())
     options = RunOptions(
         workers=workers,
@@ -174,178 +230,8 @@ def print_report(report) -> None:
     console.print(f"shards: {report.out / 'shards'}")
 
 
-@prepare_app.command("shapes")
-@friendly
-def prepare_shapes(
-    out: Path = OUT,
-    preset: str | None = PRESET,
-    overrides: list[str] | None = SET,
-    workers: int = WORKERS,
-    num_partitions: int = PARTITIONS,
-    partition: int | None = PARTITION,
-    finalize: bool = FINALIZE,
-    force: list[str] | None = FORCE,
-    cache_dir: Path | None = CACHE,
-    image_size: int | None = IMAGE_SIZE,
-    tts: str | None = TTS,
-    images_per_class: int | None = typer.Option(
-        None, "--images-per-class", min=1, help="Images per class (48 classes)."
-    ),
-) -> None:
-    """The embedded data set: coloured shapes with spoken captions, generated here (no download).
-
-    Example: s2ikit prepare shapes --out runs/shapes/data --workers 2
-    """
-    run_prepare(
-        "shapes",
-        None,
-        out,
-        preset,
-        overrides,
-        workers,
-        num_partitions,
-        partition,
-        finalize,
-        force,
-        cache_dir,
-        {"prepare.image_size": image_size, "tts.backend": tts, "shapes.images_per_class": images_per_class},
-    )
-
-
-ROOT = typer.Option(
-    ...,
-    "--root",
-    exists=True,
-    file_okay=False,
-    help="The data set's folder as downloaded (layout: README, 'Data sets').",
-)
-LIMIT = typer.Option(None, "--limit", min=1, help="Only the first N images of each split: a quick first try.")
-
-
-@prepare_app.command("cub")
-@friendly
-def prepare_cub(
-    root: Path = ROOT,
-    out: Path = OUT,
-    preset: str | None = PRESET,
-    overrides: list[str] | None = SET,
-    workers: int = WORKERS,
-    num_partitions: int = PARTITIONS,
-    partition: int | None = PARTITION,
-    finalize: bool = FINALIZE,
-    force: list[str] | None = FORCE,
-    cache_dir: Path | None = CACHE,
-    image_size: int | None = IMAGE_SIZE,
-    tts: str | None = TTS,
-    limit: int | None = LIMIT,
-    test_classes: Path | None = typer.Option(
-        None, "--test-classes", help="Test class names, one per line; used only without StackGAN's pickles."
-    ),
-    bbox_crop: bool | None = typer.Option(
-        None, "--bbox-crop/--no-bbox-crop", help="Crop around the bird's bounding box first (default: on)."
-    ),
-) -> None:
-    """CUB-200-2011 birds with Reed et al.'s captions (10 per image), spoken by TTS: 117,880 captions.
-
-    The split is StackGAN's (birds/{train,test}/filenames.pickle, 150/50 unseen classes) when present.
-
-    Example: s2ikit prepare cub --root data/cub --out runs/cub/data --workers 16 --limit 20
-    """
-    extra = {
-        "cub.limit": limit,
-        "cub.bbox_crop": bbox_crop,
-        "cub.test_classes": test_classes and str(test_classes.resolve()),
-    }
-    run_prepare(
-        "cub", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, cache_dir,
-        extra | {"prepare.image_size": image_size, "tts.backend": tts},
-    )  # fmt: skip
-
-
-@prepare_app.command("oxford")
-@friendly
-def prepare_oxford(
-    root: Path = ROOT,
-    out: Path = OUT,
-    preset: str | None = PRESET,
-    overrides: list[str] | None = SET,
-    workers: int = WORKERS,
-    num_partitions: int = PARTITIONS,
-    partition: int | None = PARTITION,
-    finalize: bool = FINALIZE,
-    force: list[str] | None = FORCE,
-    cache_dir: Path | None = CACHE,
-    image_size: int | None = IMAGE_SIZE,
-    tts: str | None = TTS,
-    limit: int | None = LIMIT,
-) -> None:
-    """Oxford-102 flowers with Reed et al.'s captions (10 per image), spoken by TTS: 81,890 captions.
-
-    The split is StackGAN's (flowers/{train,test}/filenames.pickle, 82/20 unseen classes) when present.
-
-    Example: s2ikit prepare oxford --root data/oxford --out runs/oxford/data --workers 16 --limit 20
-    """
-    run_prepare(
-        "oxford", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, cache_dir,
-        {"oxford.limit": limit, "prepare.image_size": image_size, "tts.backend": tts},
-    )  # fmt: skip
-
-
-@prepare_app.command("flickr8k")
-@friendly
-def prepare_flickr8k(
-    root: Path = ROOT,
-    out: Path = OUT,
-    preset: str | None = PRESET,
-    overrides: list[str] | None = SET,
-    workers: int = WORKERS,
-    num_partitions: int = PARTITIONS,
-    partition: int | None = PARTITION,
-    finalize: bool = FINALIZE,
-    force: list[str] | None = FORCE,
-    image_size: int | None = IMAGE_SIZE,
-    limit: int | None = LIMIT,
-) -> None:
-    """Flickr8k with the Flickr Audio Caption Corpus: 5 recorded utterances per image (no TTS).
-
-    Example: s2ikit prepare flickr8k --root data/flickr8k --out runs/flickr8k/data --workers 4
-    """
-    run_prepare(
-        "flickr8k", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, None,
-        {"flickr8k.limit": limit, "prepare.image_size": image_size},
-    )  # fmt: skip
-
-
-@prepare_app.command("places")
-@friendly
-def prepare_places(
-    root: Path = ROOT,
-    out: Path = OUT,
-    metadata: Path | None = typer.Option(
-        None, "--metadata", help="Places Audio Caption metadata JSON (default: places.metadata under --root)."
-    ),
-    preset: str | None = PRESET,
-    overrides: list[str] | None = SET,
-    workers: int = WORKERS,
-    num_partitions: int = PARTITIONS,
-    partition: int | None = PARTITION,
-    finalize: bool = FINALIZE,
-    force: list[str] | None = FORCE,
-    image_size: int | None = IMAGE_SIZE,
-    limit: int | None = LIMIT,
-) -> None:
-    """Places-subset: Places Audio Caption utterances of 7 indoor classes, 1 per image (recorded, no TTS).
-
-    Example: s2ikit prepare places --root data/places --out runs/places/data --workers 4
-    """
-    extra = {
-        "places.metadata": metadata and str(metadata.resolve()),
-        "places.limit": limit,
-        "prepare.image_size": image_size,
-    }
-    run_prepare(
-        "places", root, out, preset, overrides, workers, num_partitions, partition, finalize, force, None, extra
-    )
+for _name, _source in PREPARE_SOURCES.items():
+    prepare_app.command(_name, help=_source.help)(prepare_command(_name, _source))
 
 
 def main() -> None:

@@ -1,28 +1,48 @@
 """Typed settings: one frozen dataclass per preset section, one field per setting.
 
-Precedence: dataclass defaults < preset file (`pipelines/<dataset>.toml`) < CLI flags / `--set section.key=value`.
-Unknown sections and keys are errors, so a typo never silently falls back to a default.
+Precedence: dataclass defaults < preset file (`pipelines/<dataset>.toml`, and the presets it `extends`) < CLI
+flags / `--set section.key=value`. Unknown sections and keys are errors, so a typo never silently falls back to a
+default. Each dataclass checks its values when it is built (choices from its `Literal` types, ranges from its
+`@checked` rules), and the loader names where a bad value came from: the flag, or the file and [section].key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from s2ikit.utils.checks import (
+    at_least,
+    at_most_field,
+    between,
+    checked,
+    fraction,
+    items,
+    positive,
+    positive_even,
+    power_of_two,
+)
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.tables import add_overrides, build_section, read_layers
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+__all__ = ["build_section", "load_preset", "parse_overrides"]  # build_section: re-exported for checkpoint configs
 
 
 @dataclass(frozen=True)
+@checked(
+    "features",
+    sample_rate=positive,
+    n_mels=at_least(1),
+    n_fft=positive,
+    win_length=at_most_field("n_fft"),  # librosa pads the window to n_fft, so it cannot be longer
+    hop_length=positive,
+    power=positive,
+    log_offset=positive,  # log(0) for silent bins otherwise
+)
 class FeatureConfig:
     """Log-mel recipe. Defaults are S2IGAN's (data_processing/Audio_to_mel.py) so numbers stay comparable."""
 
@@ -31,15 +51,16 @@ class FeatureConfig:
     n_fft: int = 551  # samples; 25 ms at 22,050 Hz (int(22050 * 0.025))
     win_length: int = 551  # samples; S2IGAN leaves it at n_fft
     hop_length: int = 220  # samples; 10 ms
-    window: str = "hann"
+    window: Literal["hann", "hamming", "blackman", "bartlett", "boxcar"] = "hann"
     power: float = 2.0  # 2 = power spectrogram
     center: bool = True  # librosa's default, which S2IGAN uses
     log_offset: float = 1e-6  # log(mel + offset)
-    normalize: str = "utterance"  # "utterance": mean/std of each mel bin over time (S2IGAN's cmvn); "none"
-    dtype: str = "float32"  # "float16" halves the shards
+    normalize: Literal["utterance", "none"] = "utterance"  # each mel bin's mean/std over time (S2IGAN's cmvn)
+    dtype: Literal["float32", "float16"] = "float32"  # "float16" halves the shards
 
 
 @dataclass(frozen=True)
+@checked("tts", length_scales=items(positive), noise_scale=at_least(0), noise_w=at_least(0), threads=at_least(1))
 class TTSConfig:
     """Speech synthesis for data sets that have text captions."""
 
@@ -49,7 +70,7 @@ class TTSConfig:
     # local model folder (checkpoint + config.json) or checkpoint file. Tacotron 2, as S2IGAN used, by default.
     coqui_model: str = "tts_models/en/ljspeech/tacotron2-DDC"
     coqui_vocoder: str = "vocoder_models/en/ljspeech/hifigan_v2"  # coqui: name, folder or file; "" = Griffin-Lim
-    device: str = "cpu"  # coqui: "cpu" or "cuda"; part of the cache key, since the two give different samples
+    device: Literal["cpu", "cuda"] = "cpu"  # coqui; part of the cache key, since the two give different samples
     # Speaking rate variation: each caption gets one of these phoneme-length scales, chosen by a seeded hash
     # of (seed, sample key, caption index). A small discrete set keeps the content cache effective.
     # coqui: Tacotron 2 has no duration input, so the waveform is time-stretched (pitch kept); 1.0 for parity.
@@ -63,17 +84,27 @@ class TTSConfig:
 
 
 @dataclass(frozen=True)
+@checked("prepare", image_size=at_least(8), jpeg_quality=between(1, 100), shard_size=at_least(1))
 class PrepareConfig:
     """How samples are stored in the shards."""
 
     image_size: int = 64  # pixels; shapes are rendered at this size, photos resized to it (shorter side)
-    image_format: str = "png"  # png (lossless) or jpg
+    image_format: Literal["png", "jpg"] = "png"  # png (lossless) or jpg
     jpeg_quality: int = 95  # only for jpg
     shard_size: int = 64  # images per shard; also the unit of work, resume and partitioning
     seed: int = 0  # drives the split, rendering and speaking-rate choice
 
 
 @dataclass(frozen=True)
+@checked(
+    "shapes",
+    images_per_class=at_least(1),
+    captions_per_image=at_least(1),
+    test_fraction=fraction,
+    colours=items(),
+    shapes=items(),
+    sizes=items(),
+)
 class ShapesConfig:
     """The embedded data set: coloured geometric shapes described by spoken captions."""
 
@@ -87,6 +118,7 @@ class ShapesConfig:
 
 
 @dataclass(frozen=True)
+@checked("cub", captions_per_image=at_least(1), limit=at_least(0))
 class CUBConfig:
     """CUB-200-2011 with Reed et al.'s captions, read from --root (layout in data_manifests/cub.toml)."""
 
@@ -102,6 +134,7 @@ class CUBConfig:
 
 
 @dataclass(frozen=True)
+@checked("oxford", captions_per_image=at_least(1), limit=at_least(0))
 class OxfordConfig:
     """Oxford-102 flowers with Reed et al.'s captions, read from --root (layout in data_manifests/oxford.toml)."""
 
@@ -110,16 +143,18 @@ class OxfordConfig:
 
 
 @dataclass(frozen=True)
+@checked("flickr8k", limit=at_least(0))
 class Flickr8kConfig:
     """Flickr8k images with the Flickr Audio Caption Corpus's recorded speech (5 utterances per image)."""
 
     # Flickr8k's 1,000 dev images: "none" leaves them out (S2IGAN trains on train and tests on test; the
     # encoder carves its validation set out of train), "train" adds them to the training split.
-    dev_split: str = "none"
+    dev_split: Literal["none", "train"] = "none"
     limit: int = 0  # keep only the first N images of each split; 0 = all
 
 
 @dataclass(frozen=True)
+@checked("places", classes=items(), test_fraction=fraction, limit=at_least(0))
 class PlacesConfig:
     """Places-subset: Places Audio Caption utterances whose Places205 image is in one of `classes`."""
 
@@ -137,7 +172,116 @@ class PlacesConfig:
     limit: int = 0  # keep only the first N images of each split; 0 = all
 
 
+# ---- `s2ikit prepare NAME`: each data set's own options, as data (the command is built from them) ----------
 @dataclass(frozen=True)
+class PrepareFlag:
+    """An option of `s2ikit prepare NAME` that sets one preset key (and is named in that key's errors)."""
+
+    flag: str  # "--limit"; a switch: "--bbox-crop/--no-bbox-crop"
+    key: str  # "section.field"
+    help: str
+    kind: type = int  # int, str, bool (a switch) or Path (made absolute, stored as a string)
+    minimum: int | None = None
+
+
+@dataclass(frozen=True)
+class PrepareSource:
+    """What `s2ikit prepare NAME` says and offers beyond the options every data set has."""
+
+    help: str  # first line, details, an example
+    flags: tuple[PrepareFlag, ...] = ()
+    root: bool = True  # reads the downloaded data set from --root
+    tts: bool = False  # speaks text captions: --tts and --cache-dir apply
+
+
+def _limit(section: str) -> PrepareFlag:
+    return PrepareFlag(
+        "--limit", f"{section}.limit", "Only the first N images of each split: a quick first try.", minimum=1
+    )
+
+
+PREPARE_SOURCES: dict[str, PrepareSource] = {
+    "shapes": PrepareSource(
+        "The embedded data set: coloured shapes with spoken captions, generated here (no download).\n\n"
+        "Example: s2ikit prepare shapes --out runs/shapes/data --workers 2",
+        (PrepareFlag("--images-per-class", "shapes.images_per_class", "Images per class (48 classes).", minimum=1),),
+        root=False,
+        tts=True,
+    ),
+    "cub": PrepareSource(
+        "CUB-200-2011 birds with Reed et al.'s captions (10 per image), spoken by TTS: 117,880 captions.\n\n"
+        "The split is StackGAN's (birds/{train,test}/filenames.pickle, 150/50 unseen classes) when present.\n\n"
+        "Example: s2ikit prepare cub --root data/cub --out runs/cub/data --workers 16 --limit 20",
+        (
+            _limit("cub"),
+            PrepareFlag(
+                "--test-classes",
+                "cub.test_classes",
+                "Test class names, one per line; used only without StackGAN's pickles.",
+                Path,
+            ),
+            PrepareFlag(
+                "--bbox-crop/--no-bbox-crop",
+                "cub.bbox_crop",
+                "Crop around the bird's bounding box first (default: on).",
+                bool,
+            ),
+        ),
+        tts=True,
+    ),
+    "oxford": PrepareSource(
+        "Oxford-102 flowers with Reed et al.'s captions (10 per image), spoken by TTS: 81,890 captions.\n\n"
+        "The split is StackGAN's (flowers/{train,test}/filenames.pickle, 82/20 unseen classes) when present.\n\n"
+        "Example: s2ikit prepare oxford --root data/oxford --out runs/oxford/data --workers 16 --limit 20",
+        (_limit("oxford"),),
+        tts=True,
+    ),
+    "flickr8k": PrepareSource(
+        "Flickr8k with the Flickr Audio Caption Corpus: 5 recorded utterances per image (no TTS).\n\n"
+        "Example: s2ikit prepare flickr8k --root data/flickr8k --out runs/flickr8k/data --workers 4",
+        (_limit("flickr8k"),),
+    ),
+    "places": PrepareSource(
+        "Places-subset: Places Audio Caption utterances of 7 indoor classes, 1 per image (recorded, no TTS).\n\n"
+        "Example: s2ikit prepare places --root data/places --out runs/places/data --workers 4",
+        (
+            PrepareFlag(
+                "--metadata",
+                "places.metadata",
+                "Places Audio Caption metadata JSON (default: places.metadata under --root).",
+                Path,
+            ),
+            _limit("places"),
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+@checked(
+    "encoder",
+    embed_dim=positive_even,  # two GRU directions of embed_dim / 2
+    conv_channels=items(at_least(1)),
+    rnn_layers=at_least(1),
+    attention_hidden=at_least(1),
+    dropout=fraction,
+    cnn_width=at_least(1),
+    batch_size=at_least(1),
+    lr=positive,
+    betas=items(fraction, count=2),
+    weight_decay=at_least(0),
+    epochs=at_least(1),
+    lr_step_epochs=at_least(1),
+    lr_gamma=positive,
+    matching_scale=positive,
+    distinctive_weight=at_least(0),
+    mask_mel_bins=at_least(0),
+    mask_frames=at_least(0),
+    val_fraction=fraction,
+    eval_every=at_least(1),
+    time_budget_minutes=at_least(0),
+    num_workers=at_least(0),
+)
 class EncoderConfig:
     """Speech-encoder pretraining (S2IGAN's speech embedding network against an image encoder)."""
 
@@ -146,7 +290,7 @@ class EncoderConfig:
     rnn_layers: int = 2  # bidirectional GRU layers; hidden size is embed_dim / 2 per direction
     attention_hidden: int = 128
     dropout: float = 0.0  # between GRU layers
-    image_encoder: str = "inception_v3"  # "inception_v3" (frozen ImageNet backbone) or "cnn" (from scratch)
+    image_encoder: Literal["inception_v3", "cnn"] = "inception_v3"  # frozen ImageNet backbone, or trained from scratch
     image_weights: str = ""  # Inception-v3 state dict; empty: torch hub cache (inception_v3_google-*.pth)
     cnn_width: int = 16  # channels of the first "cnn" stage
     batch_size: int = 128  # per process
@@ -158,7 +302,7 @@ class EncoderConfig:
     lr_gamma: float = 0.1
     matching_scale: float = 10.0  # S = scale * cos(image, speech)
     distinctive_weight: float = 1.0  # class cross-entropy on both embeddings; 0 for data sets without classes
-    image_augment: str = "flip"  # "none", "flip" (photos) or "dihedral" (flips and 90-degree turns: shapes)
+    image_augment: Literal["none", "flip", "dihedral"] = "flip"  # flip: photos; dihedral (also 90-degree turns): shapes
     mask_mel_bins: int = 0  # SpecAugment: widest band of mel bins zeroed per utterance (0 = off)
     mask_frames: int = 0  # SpecAugment: longest span of frames zeroed per utterance (0 = off)
     val_fraction: float = 0.1  # of the training split's images, held out for model selection
@@ -169,6 +313,32 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+@checked(
+    "gan",
+    image_size=power_of_two(32, 256),  # the generator's and discriminator's block plans
+    ngf=at_least(1),
+    ndf=at_least(1),
+    z_dim=at_least(1),
+    batch_size=at_least(1),
+    lr_g=positive,
+    lr_d=positive,
+    betas=items(fraction, count=2),
+    ma_gp_weight=at_least(0),
+    ma_gp_power=positive,
+    damsm_weight=at_least(0),
+    matching_scale=positive,
+    speech_noise=at_least(0),
+    ema_decay=fraction,
+    ema_rampup=at_least(0),
+    augment_translation=fraction,
+    epochs=at_least(1),
+    sample_every=at_least(1),
+    checkpoint_every=at_least(1),
+    log_every=at_least(1),
+    time_budget_minutes=at_least(0),
+    num_workers=at_least(0),
+    divergence_threshold=positive,
+)
 class GANConfig:
     """Fusion-S2iGan training (paper Sect. 4, 5.1; DF-GAN's settings where the paper defers to them)."""
 
@@ -176,10 +346,10 @@ class GANConfig:
     ngf: int = 32  # generator width: the last block has ngf channels, the first 8 ngf
     ndf: int = 64  # discriminator width: filters 1, 2, 4, 8, 16, 16 x ndf at 256 px
     z_dim: int = 100
-    block: str = "vsfm"  # "vsfm" (the paper) or "dfgan" (DF-GAN's affine fusion): Table 5
-    modules: str = "dual"  # fusion modules per block: "dual" (the paper) or "single": Table 6
-    fusion: str = "wfm"  # "wfm" (the paper), "add" or "product": Table 4
-    attention: str = "pam"  # "pam" (the paper) or "none": Table 3
+    block: Literal["vsfm", "dfgan"] = "vsfm"  # "vsfm" (the paper) or "dfgan" (DF-GAN's affine fusion): Table 5
+    modules: Literal["dual", "single"] = "dual"  # fusion modules per block: "dual" (the paper) or "single": Table 6
+    fusion: Literal["wfm", "add", "product"] = "wfm"  # "wfm" (the paper), "add" or "product": Table 4
+    attention: Literal["pam", "none"] = "pam"  # "pam" (the paper) or "none": Table 3
     batch_size: int = 32  # per process
     lr_g: float = 1e-4  # TTUR (paper Sect. 5.1)
     lr_d: float = 4e-4
@@ -203,7 +373,7 @@ class GANConfig:
     augment_translation: float = 0.0
     # Real images only, per image: "flip" or "dihedral" (flips and quarter turns), symmetries under which the
     # data set's distribution is unchanged (CUB: flip; shapes: dihedral). "none" = as loaded (the paper).
-    augment_real: str = "none"
+    augment_real: Literal["none", "flip", "dihedral"] = "none"
     epochs: int = 600
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 500  # steps between resumable checkpoints
@@ -223,6 +393,19 @@ class GANConfig:
 
 
 @dataclass(frozen=True)
+@checked(
+    "evaluate",
+    images_per_caption=at_least(1),
+    batch_size=at_least(1),
+    judge_epochs=at_least(1),
+    judge_width=at_least(1),
+    judge_batch_size=at_least(1),
+    judge_lr=positive,
+    map_queries_per_class=at_least(1),
+    inception_splits=at_least(1),
+    grid_captions=at_least(0),
+    select_captions=at_least(1),
+)
 class EvaluateConfig:
     """`s2ikit evaluate`: what is generated for the test split and how it is judged (paper Sect. 5.1)."""
 
@@ -235,7 +418,7 @@ class EvaluateConfig:
     judge_width: int = 32  # channels of the judge's first stage
     judge_batch_size: int = 64
     judge_lr: float = 2e-3
-    judge_augment: str = "flip"  # "flip" (photos) or "dihedral" (also quarter turns: shapes)
+    judge_augment: Literal["none", "flip", "dihedral"] = "flip"  # flip: photos; dihedral (also quarter turns): shapes
     # S2IGAN's mAP: this many real test images per class as queries, against the images generated from
     # those queries' own captions (CUB: 2 x 50 classes vs 1,000 generated; Oxford 2 x 20 vs 400).
     map_queries_per_class: int = 2
@@ -278,54 +461,19 @@ def manifests_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "data_manifests"
 
 
-def read_preset(name_or_path: str) -> tuple[dict[str, Any], str]:
-    """Read a preset by data set name (`shapes`) or file path; returns (raw tables, where it came from)."""
+def find_preset(name_or_path: str, beside: Path | None = None) -> Path:
+    """A preset by name (`pipelines/NAME.toml`) or path. In the `extends` of the file `beside`, a .toml path is
+    relative to that file and anything else is a name."""
     path = Path(name_or_path)
-    if not path.is_file():
+    if beside is not None:
+        path = beside.parent / path if path.suffix == ".toml" else presets_dir() / f"{name_or_path}.toml"
+    elif not path.is_file():
         path = presets_dir() / f"{name_or_path}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in presets_dir().glob("*.toml"))
-        raise UserError(f"preset '{name_or_path}' not found (known: {', '.join(known)}; or give a .toml path)")
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f), str(path)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not valid TOML: {e}") from None
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        (item, *_rest) = typing.get_args(hint)
-        return tuple(_coerce(v, item, where) for v in value)
-    if hint is bool:
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise UserError(f"{where}: expected true/false, got '{value}'")
-        return bool(value)
-    if hint in (int, float, str):
-        try:
-            if hint is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return hint(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{where}: expected {hint.__name__}, got {value!r}") from None
-    return value
-
-
-def build_section(cls: type, table: Mapping[str, Any], where: str) -> Any:
-    """Make a `cls` from a TOML table; unknown keys and wrong types are one-line errors naming `where`."""
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(table) - set(hints))
-    if unknown:
-        raise UserError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(hints))})")
-    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in table.items()}
-    return cls(**values)
+        where = f"{beside}: extends " if beside is not None else ""
+        raise UserError(f"{where}preset '{name_or_path}' not found (known: {', '.join(known)}; or give a .toml path)")
+    return path
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -340,17 +488,23 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_preset(name_or_path: str, overrides: Mapping[str, Mapping[str, Any]] = ()) -> Preset:
-    """Defaults < preset file < overrides, validated into a frozen `Preset`."""
-    raw, where = read_preset(name_or_path)
-    overrides = dict(overrides or {})
-    sections: dict[str, Any] = {}
-    for name in sorted(set(raw) | set(overrides)):
-        if name not in _SECTION_TYPES:
-            source = where if name in raw else "--set"
-            raise UserError(f"{source}: unknown section [{name}] (known: {', '.join(_SECTION_TYPES)})")
-        table = {**raw.get(name, {}), **overrides.get(name, {})}
-        sections[name] = build_section(_SECTION_TYPES[name], table, f"{where} [{name}]")
+def load_preset(
+    name_or_path: str, overrides: Mapping[str, Mapping[str, Any]] = (), flags: Mapping[str, str] | None = None
+) -> Preset:
+    """Defaults < preset file (over the presets it extends) < overrides, checked into a frozen `Preset`. A bad
+    value is one line naming where it was set: the file and [section].key, its flag from `flags` ("cub.limit" ->
+    "--limit"), or `--set section.key`."""
+    tables = read_layers(find_preset(name_or_path), find_preset, _SECTION_TYPES)
+    add_overrides(tables, dict(overrides or {}), _SECTION_TYPES, flags or {})
+    sections = {
+        name: build_section(
+            _SECTION_TYPES[name],
+            {key: value for key, (value, _) in table.items()},
+            name,
+            {key: origin for key, (_, origin) in table.items()},
+        )
+        for name, table in tables.items()
+    }
     return Preset(**sections)
 
 
@@ -362,13 +516,15 @@ def as_dict(config: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+@checked("loader", batch_size=at_least(1), num_workers=at_least(0), shuffle_buffer=at_least(1))
 class LoaderConfig:
     """How shards are streamed into training or evaluation."""
 
-    split: str = "train"
+    split: Literal["train", "test"] = "train"
     batch_size: int = 32
     num_workers: int = 0  # DataLoader worker processes; each reads its own shards
-    mode: str = "train"  # "train": resampled shards, shuffled, one random caption per image, fixed epoch length;
-    #                      "test": every caption exactly once, in order, last batch partial
+    # "train": resampled shards, shuffled, one random caption per image, fixed epoch length;
+    # "test": every caption exactly once, in order, last batch partial
+    mode: Literal["train", "test"] = "train"
     shuffle_buffer: int = 1000  # samples held for shuffling (train)
     seed: int = 0  # shard resampling, shuffling and caption choice; combined with rank and worker id

@@ -1,10 +1,12 @@
 import json
 
+import pytest
 from conftest import TINY
 from typer.testing import CliRunner
 
 from s2ikit import __version__
 from s2ikit.cli import app
+from s2ikit.config import load_preset
 
 runner = CliRunner()
 
@@ -50,3 +52,84 @@ def test_bad_setting_is_refused_before_a_training_run_starts(reference, tmp_path
         assert result.exit_code == 2, (setting, result.output)
         assert setting in result.output and "Traceback" not in result.output
         assert not (tmp_path / "run").exists()  # no half-made run folder left behind
+
+
+def test_prepare_help_lists_every_data_set_with_a_command():
+    from s2ikit.config import PREPARE_SOURCES
+    from s2ikit.data.sources import source_names
+
+    assert sorted(PREPARE_SOURCES) == source_names()
+    result = runner.invoke(app, ["prepare", "--help"])
+    assert result.exit_code == 0
+    assert all(name in result.output for name in PREPARE_SOURCES) and "paper" not in result.output
+
+
+def _prepared_context(monkeypatch, args: list[str]):
+    """Run `s2ikit prepare ...` up to the pipeline and return the PrepareContext it would have run."""
+    import s2ikit.pipelines.prepare
+
+    seen = []
+
+    def stop(ctx, options, console):
+        seen.append(ctx)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(s2ikit.pipelines.prepare, "prepare", stop)
+    result = runner.invoke(app, ["prepare", *args])
+    assert seen, result.output
+    return seen[0]
+
+
+def test_each_data_sets_own_flags_set_their_preset_keys(monkeypatch, tmp_path):
+    (tmp_path / "classes.txt").write_text("001.Black_footed_Albatross\n")
+    args = ["cub", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--limit", "3", "--no-bbox-crop"]
+    args += ["--test-classes", "classes.txt", "--image-size", "16", "--tts", "coqui"]
+    monkeypatch.chdir(tmp_path)
+    ctx = _prepared_context(monkeypatch, args)
+    assert (ctx.dataset, ctx.root, ctx.preset.cub.limit, ctx.preset.cub.bbox_crop) == ("cub", tmp_path, 3, False)
+    assert ctx.preset.cub.test_classes == str(tmp_path / "classes.txt")  # made absolute
+    assert (ctx.preset.prepare.image_size, ctx.preset.tts.backend) == (16, "coqui")
+    assert ctx.preset.gan == load_preset("cub").gan  # the data set's own preset, over pipelines/paper.toml
+    ctx = _prepared_context(monkeypatch, ["places", "--root", ".", "--out", "o", "--metadata", "m.json"])
+    assert (ctx.preset.places.metadata, ctx.preset.places.limit) == (str(tmp_path / "m.json"), 0)
+    ctx = _prepared_context(monkeypatch, ["shapes", "--out", "o", "--images-per-class", "2", "-j", "2"])
+    assert (ctx.root, ctx.preset.shapes.images_per_class, ctx.preset.prepare.image_format) == (None, 2, "png")
+    for dataset, absent in (("flickr8k", "--tts"), ("places", "--cache-dir"), ("shapes", "--root")):
+        assert absent not in runner.invoke(app, ["prepare", dataset, "--help"]).output
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("tts.length_scales=", "--set tts.length_scales: must not be empty"),
+        ("features.n_mels=0", "--set features.n_mels: must be at least 1, got 0"),
+        ("prepare.image_size=0", "--set prepare.image_size: must be at least 8, got 0"),
+        ("features.dtype=int8", "--set features.dtype: 'int8' is not one of float32|float16"),
+        ("prepare.image_format=gif", "--set prepare.image_format: 'gif' is not one of png|jpg"),
+        ("features.normalize=bogus", "--set features.normalize: 'bogus' is not one of utterance|none"),
+    ],
+)
+def test_a_bad_setting_stops_prepare_with_one_line_naming_the_flag(tmp_path, setting, message):
+    result = runner.invoke(app, ["prepare", "shapes", "--out", str(tmp_path / "d"), "--set", setting])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.replace("\n", " ").strip() == f"error: {message}"
+    assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
+def test_a_bad_value_in_a_preset_file_is_named_by_file_and_key(tmp_path):
+    preset = tmp_path / "mine.toml"
+    preset.write_text('extends = "shapes"\n[prepare]\njpeg_quality = 0\n')
+    result = runner.invoke(app, ["prepare", "shapes", "--out", str(tmp_path / "d"), "--preset", str(preset)])
+    assert result.exit_code == 2
+    assert "mine.toml [prepare].jpeg_quality: must be in [1, 100], got 0" in result.output.replace("\n", "")
+
+
+def test_train_gan_refuses_an_unknown_block_before_it_starts(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"dataset": "shapes"}))
+    args = ["train-gan", "-d", str(data), "-e", str(tmp_path / "enc"), "-r", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--set", "gan.block=vsfmm"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --set gan.block: 'vsfmm' is not one of vsfm|dfgan"
+    assert not (tmp_path / "run").exists()

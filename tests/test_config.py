@@ -1,6 +1,6 @@
 import pytest
 
-from s2ikit.config import load_preset, parse_overrides
+from s2ikit.config import GANConfig, LoaderConfig, load_preset, parse_overrides
 from s2ikit.utils.errors import UserError
 
 
@@ -20,8 +20,10 @@ def test_overrides_are_typed():
 def test_unknown_key_names_the_file_and_key(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text("[prepare]\nimage_sise = 64\n")
-    with pytest.raises(UserError, match=r"mine\.toml \[prepare\]: unknown key 'image_sise'"):
+    with pytest.raises(UserError, match=r"mine\.toml \[prepare\]\.image_sise: unknown key \(known: image_format, "):
         load_preset(str(path))
+    with pytest.raises(UserError, match=r"^--set gan\.nfg: unknown key \(known: .*ngf"):
+        load_preset("shapes", parse_overrides(["gan.nfg=3"]))
 
 
 def test_unknown_section_and_bad_value():
@@ -36,3 +38,98 @@ def test_unknown_section_and_bad_value():
 def test_missing_preset_lists_known_ones():
     with pytest.raises(UserError, match="known: .*shapes"):
         load_preset("no-such-preset")
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("gan.block=vsfmm", "--set gan.block: 'vsfmm' is not one of vsfm|dfgan"),
+        ("gan.fusion=mul", "--set gan.fusion: 'mul' is not one of wfm|add|product"),
+        ("gan.augment_real=rotate", "--set gan.augment_real: 'rotate' is not one of none|flip|dihedral"),
+        ("encoder.image_encoder=resnet", "--set encoder.image_encoder: 'resnet' is not one of inception_v3|cnn"),
+        ("evaluate.judge_augment=turn", "--set evaluate.judge_augment: 'turn' is not one of none|flip|dihedral"),
+        ("features.dtype=int8", "--set features.dtype: 'int8' is not one of float32|float16"),
+        ("features.normalize=bogus", "--set features.normalize: 'bogus' is not one of utterance|none"),
+        ("features.window=kaiser", "--set features.window: 'kaiser' is not one of hann|hamming|blackman|"),
+        ("prepare.image_format=gif", "--set prepare.image_format: 'gif' is not one of png|jpg"),
+        ("flickr8k.dev_split=val", "--set flickr8k.dev_split: 'val' is not one of none|train"),
+        ("tts.device=tpu", "--set tts.device: 'tpu' is not one of cpu|cuda"),
+    ],
+)
+def test_a_choice_outside_its_literal_is_one_line_naming_the_flag(setting, message):
+    with pytest.raises(UserError) as error:
+        load_preset("cub", parse_overrides([setting]))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("gan.ngf=x", "--set gan.ngf: expected int, got 'x'"),
+        ("tts.length_scales=", "--set tts.length_scales: must not be empty"),
+        ("tts.length_scales=1.0,0", "--set tts.length_scales: each value must be > 0, got 0.0"),
+        ("features.n_mels=0", "--set features.n_mels: must be at least 1, got 0"),
+        ("features.hop_length=-5", "--set features.hop_length: must be > 0, got -5"),
+        ("features.n_fft=256", "--set features.n_fft: win_length must not exceed n_fft (256), got 551"),
+        ("prepare.image_size=0", "--set prepare.image_size: must be at least 8, got 0"),
+        ("prepare.jpeg_quality=101", "--set prepare.jpeg_quality: must be in [1, 100], got 101"),
+        ("prepare.shard_size=0", "--set prepare.shard_size: must be at least 1, got 0"),
+        ("gan.image_size=48", "--set gan.image_size: must be a power of two in [32, 256], got 48"),
+        ("gan.image_size=512", "--set gan.image_size: must be a power of two in [32, 256], got 512"),
+        ("gan.batch_size=0", "--set gan.batch_size: must be at least 1, got 0"),
+        ("gan.lr_g=0", "--set gan.lr_g: must be > 0, got 0.0"),
+        ("gan.betas=0.5", "--set gan.betas: needs 2 values, got 1"),
+        ("gan.ema_decay=1", "--set gan.ema_decay: must be in [0, 1), got 1.0"),
+        ("encoder.epochs=0", "--set encoder.epochs: must be at least 1, got 0"),
+        ("encoder.embed_dim=255", "--set encoder.embed_dim: must be a positive even number, got 255"),
+        ("encoder.val_fraction=1.5", "--set encoder.val_fraction: must be in [0, 1), got 1.5"),
+        ("places.test_fraction=1", "--set places.test_fraction: must be in [0, 1), got 1.0"),
+        ("evaluate.images_per_caption=0", "--set evaluate.images_per_caption: must be at least 1, got 0"),
+    ],
+)
+def test_a_value_out_of_range_is_one_line_naming_the_flag(setting, message):
+    with pytest.raises(UserError) as error:
+        load_preset("cub", parse_overrides([setting]))
+    assert str(error.value) == message
+
+
+def test_a_bad_value_in_a_file_names_the_file_section_and_key(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[gan]\nngf = 0\n")
+    with pytest.raises(UserError) as error:
+        load_preset(str(path))
+    assert str(error.value) == f"{path} [gan].ngf: must be at least 1, got 0"
+    path.write_text('[features]\nnormalize = "mean"\n')
+    with pytest.raises(UserError) as error:
+        load_preset(str(path))
+    assert str(error.value) == f"{path} [features].normalize: 'mean' is not one of utterance|none"
+    path.write_text('[tts]\nlength_scales = 1.0\n[cub]\nlimit = "all"\n')
+    with pytest.raises(UserError, match=r"mine\.toml \[tts\]\.length_scales: expected a list, got 1\.0"):
+        load_preset(str(path))
+    path.write_text("[cub]\nbbox_crop = 1\n")
+    with pytest.raises(UserError, match=r"mine\.toml \[cub\]\.bbox_crop: expected true/false, got 1"):
+        load_preset(str(path))
+
+
+def test_a_flag_named_by_the_command_is_named_in_its_error():
+    with pytest.raises(UserError, match=r"^--limit: must be at least 0, got -1$"):
+        load_preset("cub", {"cub": {"limit": -1}}, flags={"cub.limit": "--limit"})
+
+
+def test_dataclasses_built_in_code_are_checked_too():
+    with pytest.raises(UserError, match=r"^gan\.block: 'x' is not one of vsfm\|dfgan$"):
+        GANConfig(block="x")
+    with pytest.raises(UserError, match=r"^loader\.mode: 'eval' is not one of train\|test$"):
+        LoaderConfig(mode="eval")
+    assert GANConfig(image_size=32, block="dfgan").block == "dfgan"
+
+
+def test_every_prepare_flag_sets_a_key_of_its_preset():
+    import dataclasses
+
+    from s2ikit.config import PREPARE_SOURCES, Preset
+
+    for source in PREPARE_SOURCES.values():
+        for flag in source.flags:
+            section, name = flag.key.split(".")
+            assert name in {f.name for f in dataclasses.fields(getattr(Preset(), section))}, flag

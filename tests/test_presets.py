@@ -1,0 +1,85 @@
+"""Preset files: `extends` inheritance, and the shipped presets resolving to their recorded settings."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from s2ikit.config import as_dict, load_preset, presets_dir
+from s2ikit.utils.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+GOLDEN = Path(__file__).parent / "data" / "presets_golden.json"  # as_dict(load_preset(name)) for each data set
+
+
+@pytest.mark.parametrize("name", ["shapes", "cub", "oxford", "flickr8k", "places"])
+def test_each_data_set_preset_resolves_to_its_recorded_settings(name):
+    assert as_dict(load_preset(name)) == json.loads(GOLDEN.read_text())[name]
+
+
+def test_the_data_set_presets_are_deltas_of_the_papers_tables():
+    tables = {p.stem: tomllib.loads(p.read_text()) for p in presets_dir().glob("*.toml")}
+    for name in ("shapes", "cub", "oxford", "flickr8k", "places"):
+        assert tables[name]["extends"] == "paper" and "features" not in tables[name]
+    assert "features" in tables["paper"] and "extends" not in tables["paper"]
+
+
+def test_a_child_inherits_its_parents_tables_and_overrides_per_key(tmp_path):
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "shapes"\n[gan]\nngf = 8\n[cub]\nlimit = 3\n')
+    preset, shapes = load_preset(str(child)), load_preset("shapes")
+    assert preset.gan.ngf == 8 and preset.cub.limit == 3
+    assert preset.gan.lr_g == shapes.gan.lr_g == 4e-4  # the rest of [gan] from shapes
+    assert preset.encoder == shapes.encoder and preset.features == shapes.features  # [features] from paper
+    grandchild = tmp_path / "grandchild.toml"
+    grandchild.write_text('extends = "child.toml"\n[gan]\nndf = 4\n')  # a .toml path is relative to the file
+    assert (load_preset(str(grandchild)).gan.ngf, load_preset(str(grandchild)).gan.ndf) == (8, 4)
+    assert load_preset(str(child), {"gan": {"ngf": "12"}}).gan.ngf == 12  # --set still wins
+
+
+def test_a_name_in_extends_is_a_preset_even_beside_a_file_of_that_name(tmp_path, monkeypatch):
+    shapes = load_preset("shapes")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").write_text("not toml [")
+    (tmp_path / "child.toml").write_text('extends = "shapes"\n')
+    assert load_preset("child.toml") == shapes
+
+
+def test_a_bad_inherited_value_names_the_file_that_set_it(tmp_path):
+    (tmp_path / "base.toml").write_text('[gan]\nblock = "vsfmm"\n')
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "base.toml"\n[gan]\nngf = 8\n')
+    with pytest.raises(UserError) as error:
+        load_preset(str(child))
+    assert str(error.value) == f"{tmp_path / 'base.toml'} [gan].block: 'vsfmm' is not one of vsfm|dfgan"
+    child.write_text('extends = "base.toml"\n[gan]\nblock = "dfgan"\n')  # a child may correct its parent
+    assert load_preset(str(child)).gan.block == "dfgan"
+
+
+def test_an_extends_cycle_is_one_error(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(UserError, match=r"b\.toml: extends 'a\.toml' makes a cycle \(a\.toml -> b\.toml -> a\.toml\)"):
+        load_preset(str(tmp_path / "a.toml"))
+    (tmp_path / "self.toml").write_text('extends = "self.toml"\n')
+    with pytest.raises(UserError, match=r"makes a cycle \(self\.toml -> self\.toml\)"):
+        load_preset(str(tmp_path / "self.toml"))
+
+
+def test_an_unknown_or_malformed_parent_is_one_error(tmp_path):
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "nope"\n')
+    with pytest.raises(UserError) as error:
+        load_preset(str(child))
+    assert str(error.value).startswith(f"{child}: extends preset 'nope' not found (known: cub, flickr8k, ")
+    child.write_text("extends = 3\n")
+    with pytest.raises(UserError, match=r"child\.toml: extends must be a preset name or \.toml path, got 3"):
+        load_preset(str(child))
+    child.write_text('[gan]\nextends = "shapes"\n')  # only at the top
+    with pytest.raises(UserError, match=r"child\.toml \[gan\]\.extends: unknown key"):
+        load_preset(str(child))
