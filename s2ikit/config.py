@@ -405,6 +405,8 @@ class GANConfig:
     inception_splits=at_least(1),
     grid_captions=at_least(0),
     select_captions=at_least(1),
+    diversity_images=at_least(0),
+    diversity_real_per_class=at_least(2),
 )
 class EvaluateConfig:
     """`s2ikit evaluate`: what is generated for the test split and how it is judged (paper Sect. 5.1)."""
@@ -428,6 +430,11 @@ class EvaluateConfig:
     # split), one image each, and ranked by the judge's class accuracy (the mean over the judged heads when
     # the data set has no classes).
     select_captions: int = 4096
+    # Diversity (beyond the paper): this many images per test caption from different z; their mean pairwise
+    # distance over that of up to `diversity_real_per_class` real test images of the caption's class (all test
+    # images when there are no classes). 1.0: as varied as the real images; 0: one picture per caption. 0 = off.
+    diversity_images: int = 4
+    diversity_real_per_class: int = 16
 
 
 @dataclass(frozen=True)

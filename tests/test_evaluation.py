@@ -141,6 +141,10 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
         s2igan["mAP_queries"] == 8 and s2igan["mAP_gallery"] == 32
     )  # at most 2 per class; each class has 1 test image
     assert set(measured["encoder_retrieval"]["caption_to_generated"]) == {"R@1", "R@5", "R@10"}
+    diversity = measured["diversity"]
+    assert set(diversity["ratio"]) == {"pixels", "judge_features"} and diversity["captions"] == 16
+    assert all(np.isfinite(v) and v >= 0 for v in diversity["ratio"].values())
+    assert (tmp_path / "eval/diversity.png").is_file()
     assert report["skipped"] == {}
     saved = json.loads((tmp_path / "eval/report.json").read_text())
     assert saved["metrics"]["class_accuracy"]["accuracy"] == accuracy
@@ -197,5 +201,8 @@ def test_generate_and_evaluate_errors_are_one_line(gan_run, tmp_path):
     assert result.exit_code == 2 and "generator.pt: missing" in result.output
     result = runner.invoke(app, ["evaluate", str(gan_run), "-o", str(tmp_path / "ev"), "--set",
                                  "evaluate.judge_augment=rotate"])  # fmt: skip
-    assert result.exit_code == 2 and "evaluate.judge_augment must be one of" in result.output
+    assert (
+        result.exit_code == 2
+        and "--set evaluate.judge_augment: 'rotate' is not one of none|flip|dihedral" in result.output
+    )
     assert not (tmp_path / "ev").exists()

@@ -10,16 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from s2ikit.utils.errors import UserError
-
 SYMMETRIES = ("none", "flip", "dihedral")  # the image modes of augment_images and augment_real
-
-
-def check_symmetry(mode: str, setting: str) -> None:
-    """A one-line error naming the user's setting (`setting`, e.g. "gan.augment_real"), raised by each command
-    before its minutes of loading rather than at the first batch."""
-    if mode not in SYMMETRIES:
-        raise UserError(f"{setting} must be one of {'|'.join(SYMMETRIES)}, got {mode!r}")
 
 
 def augment_images(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:

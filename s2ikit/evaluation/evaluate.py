@@ -1,8 +1,8 @@
 """`s2ikit evaluate`: generate images for every test caption with the EMA generator and run the metrics on them.
 
 One pass over the test split (every caption; `images_per_caption` images each, z a pure function of (seed,
-caption row, k)) feeds every metric asked for, by name (s2ikit/metrics: class_accuracy, fid, inception_score,
-s2igan_retrieval, encoder_retrieval). A metric that cannot run here (missing weights, no classes) is skipped
+caption row, k)) feeds every metric asked for, by name (s2ikit/metrics: class_accuracy, diversity, fid,
+inception_score, s2igan_retrieval, encoder_retrieval). A metric that cannot run here (missing weights, no classes) is skipped
 with the reason; the others still run. The report says how the training runs ended.
 """
 
@@ -17,7 +17,6 @@ import torch
 
 from s2ikit.config import EvaluateConfig, LoaderConfig, as_dict
 from s2ikit.core import checkpoints
-from s2ikit.core.augment import check_symmetry
 from s2ikit.core.inference import GeneratorBundle, load_bundle
 from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.loader import make_loader
@@ -25,7 +24,7 @@ from s2ikit.evaluation.report import write_report
 from s2ikit.metrics import Context, Generated, build_metrics, measure
 from s2ikit.utils.atomic import read_json
 
-DEFAULT_METRICS = ("class_accuracy", "fid", "inception_score", "s2igan_retrieval", "encoder_retrieval")
+DEFAULT_METRICS = ("class_accuracy", "diversity", "fid", "inception_score", "s2igan_retrieval", "encoder_retrieval")
 
 
 def evaluate(
@@ -40,7 +39,6 @@ def evaluate(
     metrics: tuple[str, ...] = DEFAULT_METRICS,
 ) -> dict[str, Any]:
     started = time.monotonic()
-    check_symmetry(config.judge_augment, "evaluate.judge_augment")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bundle = load_bundle(run).to(device)
     data = read_dataset(data_dir or bundle.info["data"])
@@ -67,7 +65,8 @@ def evaluate(
     sections = [(metric.title, metric.section(report["metrics"][name])) for name, metric in active.items()]
     report["seconds"] = round(time.monotonic() - started, 1)
     report["report"] = str(out_dir / "report.md")
-    write_report(report, grid.rows, out_dir, sections)
+    figures = {name: figure for metric in active.values() for name, figure in metric.figures().items()}
+    write_report(report, grid.rows, out_dir, sections, figures)
     return report
 
 

@@ -13,10 +13,16 @@ from s2ikit.utils.atomic import write_bytes, write_json
 
 
 def write_report(
-    report: dict[str, Any], grid: list[dict[str, Any]], out_dir: Path, sections: list[tuple[str, list[str]]]
+    report: dict[str, Any],
+    grid: list[dict[str, Any]],
+    out_dir: Path,
+    sections: list[tuple[str, list[str]]],
+    figures: dict[str, tuple[torch.Tensor, list[str], int]] | None = None,
 ) -> Path:
-    """`sections`: each metric's (title, report.md lines)."""
+    """`sections`: each metric's (title, report.md lines); `figures`: the metrics' own grids, by file name."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (images, captions, columns) in (figures or {}).items():
+        save_grid(images, captions, out_dir / name, columns)
     grids = _grids(grid, out_dir)
     report["grids"] = [str(p.name) for p in grids]
     write_json(out_dir / "report.json", report)

@@ -46,6 +46,7 @@ class Generated:
     speech: torch.Tensor  # (n, D) speech embeddings
     images: torch.Tensor  # (n * k, 3, S, S): the k images of caption 0, then caption 1, ...
     k: int
+    first_row: int = 0  # the caption row of the batch's first caption (z is a function of the row)
     cache: dict[str, Any] = field(default_factory=dict)  # per-batch features shared between metrics
 
     def per_image(self, values: list[Any]) -> list[Any]:
@@ -71,6 +72,10 @@ class Metric:
 
     def section(self, result: dict[str, Any]) -> list[str]:
         return []
+
+    def figures(self) -> dict[str, tuple[torch.Tensor, list[str], int]]:
+        """Image grids the report writes beside report.md: file name -> (images, captions, columns)."""
+        return {}
 
 
 REGISTRY: dict[str, type[Metric]] = {}
@@ -113,8 +118,8 @@ def measure(
     for batch in batches:
         speech = bundle.speech_encoder(batch["mel"].to(device), batch["mel_lengths"].to(device)).float()
         images = generate_images(bundle, speech, k, seed, first_row=row).flatten(0, 1)
+        generated = Generated(batch, speech, images, k, row)
         row += speech.shape[0]
-        generated = Generated(batch, speech, images, k)
         for metric in metrics:
             metric.update(generated)
         if on_batch is not None:

@@ -79,6 +79,12 @@ class Judge:
         return torch.tensor([self.index[head].get(lab.get(head), -1) for lab in labels], dtype=torch.long)
 
     @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images in [-1, 1] (any size) -> the judge's penultimate features, as it sees them (its size, uint8)."""
+        device = next(self.model.parameters()).device
+        return self.model.features(to_float(to_uint8(images.float(), self.size)).to(device)).float()
+
+    @torch.no_grad()
     def correct(self, images: torch.Tensor, labels: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """images in [-1, 1] (any size) -> per head, a bool per image: did the judge see the caption's label?"""
         device = next(self.model.parameters()).device

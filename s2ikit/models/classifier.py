@@ -19,7 +19,11 @@ class ImageClassifier(nn.Module):
         self.body = vgg_body(width)
         self.heads = nn.ModuleDict({name: nn.Linear(2 * width * 8, n) for name, n in heads.items()})
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> the pooled features every head reads (B, 16 width)."""
+        return mean_max_pool(self.body(images))
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images (B, 3, H, W) in [-1, 1] -> logits per head."""
-        h = mean_max_pool(self.body(images))
+        h = self.features(images)
         return {name: head(h) for name, head in self.heads.items()}

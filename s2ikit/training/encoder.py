@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from s2ikit.config import EncoderConfig, LoaderConfig, as_dict
 from s2ikit.core import checkpoints
-from s2ikit.core.augment import augment_images, check_symmetry, mask_speech
+from s2ikit.core.augment import augment_images, mask_speech
 from s2ikit.core.embeddings import embed_split, to_device
 from s2ikit.core.factories import ENCODER_MODEL_SETTINGS, Encoders, build_encoders
 from s2ikit.data.loader import KeySelect, make_loader
@@ -47,7 +47,6 @@ class EncoderTask(Task):
 
     def __init__(self, data_dir: Path, run_dir: Path, config: EncoderConfig, info: DistInfo, image_weights: str):
         self.run_dir, self.config, self.info, self.image_weights = run_dir, config, info, image_weights
-        check_symmetry(config.image_augment, "encoder.image_augment")
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.data = load_encoder_data(data_dir, config.val_fraction, config.seed)

@@ -22,7 +22,7 @@ from torch import nn
 
 from s2ikit.config import GANConfig, LoaderConfig, as_dict
 from s2ikit.core import checkpoints
-from s2ikit.core.augment import augment_real, check_symmetry
+from s2ikit.core.augment import augment_real
 from s2ikit.core.embeddings import to_device
 from s2ikit.core.factories import (
     GAN_MODEL_SETTINGS,
@@ -55,7 +55,6 @@ class GANTask(Task):
         self.data_dir, self.encoder_run, self.run_dir, self.config, self.info = (
             data_dir, encoder_run, run_dir, config, info
         )  # fmt: skip
-        check_symmetry(config.augment_real, "gan.augment_real")
         torch.manual_seed(config.seed)
         encoders, _ = load_encoders(encoder_run, image_weights)
         self.speech_encoder = encoders.speech.requires_grad_(False).eval().to(info.device)
