@@ -535,3 +535,6 @@ class LoaderConfig:
     mode: Literal["train", "test"] = "train"
     shuffle_buffer: int = 1000  # samples held for shuffling (train)
     seed: int = 0  # shard resampling, shuffling and caption choice; combined with rank and worker id
+    # test mode: each rank reads its own share of the shards (evaluation); False: every rank reads all of them
+    # (what every rank must know, such as the GAN's cache of every training utterance's speech embedding)
+    split_by_node: bool = True

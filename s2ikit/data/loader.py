@@ -158,7 +158,7 @@ def make_loader(
     elif config.mode == "test":
         stages = [
             wds.SimpleShardList(urls),
-            wds.split_by_node,
+            *([wds.split_by_node] if config.split_by_node else []),
             wds.split_by_worker,
             wds.tarfile_to_samples(handler=wds.warn_and_continue),
             *selected,

@@ -84,7 +84,9 @@ class GANTask(Task):
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=tuple(config.betas))
         self.loss = FusionS2iGanLoss(self.G, self.D, image_encoder, config)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
-        self.speech = SpeechEmbeddings(self.speech_encoder, self.autocast, config.cache_speech)
+        self.speech = SpeechEmbeddings(
+            self.speech_encoder, self.autocast, info.device, data_dir if config.cache_speech else None
+        )
         self.fixed = self.standing = None
 
     def loader_config(self, epoch: int) -> LoaderConfig:
@@ -105,8 +107,8 @@ class GANTask(Task):
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         config, device = self.config, self.info.device
+        speech = self.speech(batch)  # from the host batch: the cache is looked up by key, with no device sync
         batch = to_device(batch, device)
-        speech = self.speech(batch)
         real = batch["image"]
         if real.shape[-1] != config.image_size:  # e.g. 64 px shards feeding a 32 px model
             real = F.interpolate(real, size=(config.image_size, config.image_size), mode="area")
