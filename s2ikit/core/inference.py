@@ -26,6 +26,7 @@ from s2ikit.core.factories import build_generator, build_speech_encoder
 from s2ikit.models.generator import Generator
 from s2ikit.models.speech_encoder import SpeechEncoder
 from s2ikit.utils.errors import SampleError, UserError
+from s2ikit.utils.seeds import derive_seed
 
 
 @dataclass
@@ -108,7 +109,7 @@ def caption_noise(seed: int, rows: list[int], k: int, z_dim: int) -> torch.Tenso
     """z for the k-th image of each caption row: a pure function of (seed, row, k), whatever the batching."""
     return torch.stack(
         [
-            torch.randn(z_dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + row * 1_009 + k))
+            torch.randn(z_dim, generator=torch.Generator().manual_seed(derive_seed(seed, "eval/z", row, k)))
             for row in rows
         ]
     )

@@ -23,7 +23,7 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def standing_statistics(G_ema: nn.Module, speech_bank: list[torch.Tensor], z_dim: int, seed: int) -> None:
+def standing_statistics(G_ema: nn.Module, speech_bank: list[torch.Tensor], z_dim: int, z_seed: int) -> None:
     """Re-estimate the EMA generator's BatchNorm statistics with its own weights (BigGAN's "standing stats").
 
     The VSFMs' BatchNorm buffers are copied from the trained G each step, but they describe G's activations,
@@ -38,7 +38,7 @@ def standing_statistics(G_ema: nn.Module, speech_bank: list[torch.Tensor], z_dim
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the bank
     G_ema.train()
-    gen = torch.Generator().manual_seed(seed + 104_729)
+    gen = torch.Generator().manual_seed(z_seed)
     for speech in speech_bank:
         G_ema(torch.randn(speech.shape[0], z_dim, generator=gen).to(speech.device), speech)
     G_ema.eval()

@@ -31,6 +31,7 @@ from s2ikit.training.distributed import DistInfo, cleanup, init_distributed
 from s2ikit.training.encoder_data import EncoderData, load_encoder_data
 from s2ikit.training.encoder_loss import EncoderLoss
 from s2ikit.training.engine import Engine, Schedule, Task
+from s2ikit.utils.seeds import derive_seed
 
 
 def validate(enc: Encoders, data: EncoderData, config: EncoderConfig, device: torch.device) -> dict[str, float]:
@@ -77,7 +78,9 @@ class EncoderTask(Task):
         return make_loader(
             self.data.root,
             LoaderConfig(
-                batch_size=config.batch_size, num_workers=config.num_workers, seed=config.seed * 100_003 + epoch
+                batch_size=config.batch_size,
+                num_workers=config.num_workers,
+                seed=derive_seed(config.seed, "encoder/loader", epoch),
             ),
             KeySelect(self.data.fit_keys, True),
             num_samples=len(self.data.fit_keys),
@@ -85,7 +88,8 @@ class EncoderTask(Task):
 
     def batches(self, epoch: int) -> Iterable[Any]:
         # seeded per (epoch, rank): reproducible, and independent of where a resumed run starts
-        self.augment_rng = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch * 1_000 + self.info.rank)
+        seed = derive_seed(self.config.seed, "encoder/augment", epoch, self.info.rank)
+        self.augment_rng = torch.Generator().manual_seed(seed)
         for m in self.modules:
             m.train()
         self.epoch_start, self.utterances = time.monotonic(), 0

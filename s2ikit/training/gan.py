@@ -39,11 +39,12 @@ from s2ikit.training.ema import ema_decay_at, standing_statistics, update_ema
 from s2ikit.training.engine import Engine, Schedule, Task
 from s2ikit.training.gan_loss import FusionS2iGanLoss
 from s2ikit.training.speech_cache import SpeechEmbeddings
+from s2ikit.utils.seeds import derive_seed
 
 
 def step_noise(config: GANConfig, step: int, batch: int, device: torch.device) -> torch.Tensor:
     """z for `step`: a pure function of (seed, step), so resume needs no RNG state for it."""
-    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    gen = torch.Generator().manual_seed(derive_seed(config.seed, "gan/z", step))
     return torch.randn(batch, config.z_dim, generator=gen).to(device)
 
 
@@ -91,7 +92,9 @@ class GANTask(Task):
 
     def loader_config(self, epoch: int) -> LoaderConfig:
         c = self.config
-        return LoaderConfig(batch_size=c.batch_size, num_workers=c.num_workers, seed=c.seed * 100_003 + epoch)
+        return LoaderConfig(
+            batch_size=c.batch_size, num_workers=c.num_workers, seed=derive_seed(c.seed, "gan/loader", epoch)
+        )
 
     def steps_per_epoch(self) -> int:
         return make_loader(self.data_dir, self.loader_config(0)).num_batches
@@ -113,12 +116,13 @@ class GANTask(Task):
         if real.shape[-1] != config.image_size:  # e.g. 64 px shards feeding a 32 px model
             real = F.interpolate(real, size=(config.image_size, config.image_size), mode="area")
         z = step_noise(config, step, real.shape[0], device)
-        rng = torch.Generator().manual_seed(config.seed * 7_919 + step)  # augmentation: also a function of step
+        rng = torch.Generator().manual_seed(derive_seed(config.seed, "gan/augment", step))
         real = augment_real(real, config.augment_real, rng)
         if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         with self.autocast:
-            fake = self.loss.generate(speech, z, torch.Generator().manual_seed(config.seed * 104_729 + step))
+            noise = torch.Generator().manual_seed(derive_seed(config.seed, "gan/speech_noise", step))
+            fake = self.loss.generate(speech, z, noise)
             d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake, rng)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -136,7 +140,8 @@ class GANTask(Task):
         update_ema(self.G_ema, self.G, ema_decay_at(self.config.ema_decay, self.config.ema_rampup, step))
 
     def snapshot(self, step: int, grid: bool) -> None:
-        standing_statistics(self.G_ema, self.standing, self.config.z_dim, self.config.seed)
+        z_seed = derive_seed(self.config.seed, "gan/standing_z")
+        standing_statistics(self.G_ema, self.standing, self.config.z_dim, z_seed)
         if grid:
             _sample_grid(self.G_ema, self.fixed, self.config, self.run_dir / "samples" / f"step-{step:07d}.png")
 
@@ -214,7 +219,8 @@ def _fixed_samples(data_dir: Path, speech_encoder: nn.Module, device: torch.devi
 @torch.no_grad()
 def _standing_speech(data_dir: Path, speech_encoder: nn.Module, config: GANConfig, device, batches: int = 32):
     """Speech embeddings of a fixed draw of training captions (the encoder is frozen: computed once)."""
-    loader = make_loader(data_dir, LoaderConfig(batch_size=config.batch_size, seed=config.seed + 7_919))
+    seed = derive_seed(config.seed, "gan/standing_speech")
+    loader = make_loader(data_dir, LoaderConfig(batch_size=config.batch_size, seed=seed))
     bank = []
     for batch in loader:
         bank.append(speech_encoder(batch["mel"].to(device), batch["mel_lengths"].to(device)).float())
@@ -225,6 +231,7 @@ def _standing_speech(data_dir: Path, speech_encoder: nn.Module, config: GANConfi
 
 @torch.no_grad()
 def _sample_grid(G_ema: nn.Module, fixed: dict[str, Any], config: GANConfig, path: Path) -> None:
-    z = torch.randn(len(fixed["text"]), config.z_dim, generator=torch.Generator().manual_seed(config.seed))
+    gen = torch.Generator().manual_seed(derive_seed(config.seed, "gan/sample_z"))
+    z = torch.randn(len(fixed["text"]), config.z_dim, generator=gen)
     images = G_ema(z.to(fixed["speech"].device), fixed["speech"])
     save_grid(images, fixed["text"], path)
