@@ -2,8 +2,8 @@
 
 One pass over the test split (every caption; `images_per_caption` images each, z a pure function of (seed,
 caption row, k)) feeds every metric asked for, by name (s2ikit/metrics: class_accuracy, diversity, fid,
-inception_score, s2igan_retrieval, encoder_retrieval). A metric that cannot run here (missing weights, no classes) is skipped
-with the reason; the others still run. The report says how the training runs ended.
+inception_score, s2igan_retrieval, encoder_retrieval). A metric that cannot run here (missing weights, no
+classes) is skipped with the reason; the others still run. The report says how the training runs ended.
 """
 
 from __future__ import annotations
