@@ -76,10 +76,26 @@ def test_an_unknown_or_malformed_parent_is_one_error(tmp_path):
     child.write_text('extends = "nope"\n')
     with pytest.raises(UserError) as error:
         load_preset(str(child))
-    assert str(error.value).startswith(f"{child}: extends preset 'nope' not found (known: cub, flickr8k, ")
+    assert str(error.value).startswith(f"{child}: extends preset 'nope' not found (known: cpu, cub, ")
     child.write_text("extends = 3\n")
-    with pytest.raises(UserError, match=r"child\.toml: extends must be a preset name or \.toml path, got 3"):
+    with pytest.raises(UserError, match=r"child\.toml: extends must be a preset name or \.toml path, or a list of them, got 3"):
         load_preset(str(child))
     child.write_text('[gan]\nextends = "shapes"\n')  # only at the top
     with pytest.raises(UserError, match=r"child\.toml \[gan\]\.extends: unknown key"):
         load_preset(str(child))
+
+
+def test_extends_a_list_applies_the_parents_in_order(tmp_path):
+    (tmp_path / "base.toml").write_text('[gan]\nngf = 8\nndf = 8\n')
+    (tmp_path / "overlay.toml").write_text('[gan]\nndf = 4\n[encoder]\nepochs = 3\n')
+    (tmp_path / "child.toml").write_text('extends = ["base.toml", "overlay.toml"]\n[gan]\nz_dim = 10\n')
+    preset = load_preset(str(tmp_path / "child.toml"))
+    assert (preset.gan.ngf, preset.gan.ndf, preset.gan.z_dim, preset.encoder.epochs) == (8, 4, 10, 3)
+
+
+def test_the_cpu_overlay_keeps_each_data_set_and_makes_it_cpu_sized():
+    for name in ("cub", "oxford", "flickr8k", "places"):
+        own, small = load_preset(name), load_preset(f"{name}-cpu")
+        assert small.gan.image_size == 32 and small.prepare.image_size == 64 and small.encoder.image_encoder == "cnn"
+        assert small.gan.time_budget_minutes == 0 and small.encoder.time_budget_minutes == 0  # defined by steps
+        assert getattr(small, name).limit > 0 and own.features == small.features

@@ -24,24 +24,27 @@ Tagged = dict[str, dict[str, tuple[Any, str]]]  # section -> key -> (value, wher
 
 
 def read_layers(path: Path, find: Callable[[str, Path], Path], sections: Collection[str], _seen: tuple = ()) -> Tagged:
-    """The tables of the TOML file at `path` on top of those of the preset its top-level `extends = "NAME"` names
-    (recursively; `find(NAME, path)` locates it). A key of the child replaces the parent's, table by table."""
+    """The tables of the TOML file at `path` on top of those of the presets its top-level `extends` names (one
+    name, or a list applied in order: `extends = ["cub", "cpu"]` is cub with the cpu overlay; recursively;
+    `find(NAME, path)` locates each). A key of the child replaces its parents', table by table."""
     chain = (*_seen, path.resolve())
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
-    parent = raw.pop("extends", None)
+    parents = raw.pop("extends", [])
+    parents = [parents] if isinstance(parents, str) else parents
     tables: Tagged = {}
-    if parent is not None:
-        if not isinstance(parent, str):
-            raise UserError(f"{path}: extends must be a preset name or .toml path, got {parent!r}")
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise UserError(f"{path}: extends must be a preset name or .toml path, or a list of them, got {parents!r}")
+    for parent in parents:  # in order: a later parent's keys replace an earlier one's
         parent_path = find(parent, path)
         if parent_path.resolve() in chain:
             cycle = " -> ".join(p.name for p in (*chain, parent_path.resolve()))
             raise UserError(f"{path}: extends '{parent}' makes a cycle ({cycle})")
-        tables = read_layers(parent_path, find, sections, chain)
+        for section, table in read_layers(parent_path, find, sections, chain).items():
+            tables.setdefault(section, {}).update(table)
     for section, table in raw.items():
         if section not in sections:
             raise UserError(f"{path}: unknown section [{section}] (known: {', '.join(sections)})")
