@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import webdataset as wds
 
 from s2ikit.audio.codec import decode_flac, encode_flac, from_int16, load_audio, resample, to_int16
 from s2ikit.audio.features import log_mel
 from s2ikit.config import Preset, as_dict
 from s2ikit.data.records import Record
+from s2ikit.data.shards import ShardWriter, SpokenCaption
 from s2ikit.data.sources import Source, get_source
 from s2ikit.pipelines.plan import Unit
 from s2ikit.tts import SynthesisParams, TTSBackend, load_backend
@@ -177,52 +176,25 @@ def run_images(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path
     return result
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def sample_metadata(record: Record, captions: list[dict[str, Any]], dataset: str) -> dict[str, Any]:
-    return {
-        "key": record.key,
-        "dataset": dataset,
-        "split": record.split,
-        "class_id": record.class_id,
-        "class_name": record.class_name,
-        "attributes": record.attributes,
-        "captions": captions,
-    }
-
-
 def run_shards(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
     ctx, result = res.ctx, StepResult()
     ext = ctx.preset.prepare.image_format
     waves, feats, images = (_load_npz(inputs[k]) for k in ("speech", "features", "images"))
     with atomic_path(output) as tmp, open(tmp, "wb") as f:
-        # mtime 0 and fixed owner make the tar a pure function of its contents (byte-identical on resume). An int:
-        # tarfile gives a float mtime its own PAX header per member, which made reading the shards 26% slower.
-        writer = wds.TarWriter(f, user="s2ikit", group="s2ikit", mtime=0)
+        writer = ShardWriter(f)
         for record in unit.records:
             tick("shards", 1)
             if record.key not in images:
                 continue  # image failure already recorded
-            sample: dict[str, Any] = {"__key__": record.key, ext: images[record.key].tobytes()}
-            captions = []
-            for i, caption in enumerate(record.captions):
-                cid = caption_id(record.key, i)
-                if cid not in feats:
-                    continue
-                tag = f"c{i:02d}"
-                sample[f"{tag}.flac"] = waves[cid].tobytes()
-                sample[f"{tag}.npy"] = _npy_bytes(feats[cid])
-                captions.append({"index": i, "text": caption.text, "frames": int(feats[cid].shape[0])})
+            captions = [
+                SpokenCaption(i, caption.text, waves[cid].tobytes(), feats[cid])
+                for i, caption in enumerate(record.captions)
+                if (cid := caption_id(record.key, i)) in feats
+            ]
             if not captions:
                 result.fail("shards", record.key, None, "no usable caption: sample left out")
                 continue
-            meta = sample_metadata(record, captions, ctx.dataset)
-            sample["json"] = json.dumps(meta, sort_keys=True).encode()
-            writer.write(sample)
+            writer.write(record, ctx.dataset, ext, images[record.key].tobytes(), captions)
             result.ok += 1
         writer.close()
     return result
