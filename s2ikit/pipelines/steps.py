@@ -25,10 +25,11 @@ from s2ikit.config import Preset, as_dict
 from s2ikit.data.records import Record
 from s2ikit.data.shards import ShardWriter, SpokenCaption
 from s2ikit.data.sources import Source, get_source
+from s2ikit.data.sources.layout import file_stamps
 from s2ikit.pipelines.plan import Unit
 from s2ikit.tts import SynthesisParams, TTSBackend, load_backend
 from s2ikit.tts.cache import SpeechCache
-from s2ikit.utils.atomic import atomic_path
+from s2ikit.utils.atomic import atomic_path, write_bytes
 from s2ikit.utils.errors import SampleError
 
 Tick = Callable[[str, int], None]
@@ -86,8 +87,11 @@ def synthesis_params(preset: Preset, key: str, index: int) -> SynthesisParams:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object stops numpy adding ".npz"
-        np.savez(f, **arrays)
+    # Built in memory, then written in one go: a failing write (a full disk) then leaves no half-closed zip
+    # behind to fail again when it is garbage-collected.
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getvalue(), durable=False)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -210,6 +214,22 @@ class Step:
     settings: Callable[[PrepareContext], dict[str, Any]]
     output: Callable[[Unit], Path]  # relative to the output folder
     run: Callable[[Resources, Unit, dict[str, Path], Path, Tick], StepResult]
+    reads: Callable[[Unit], list[str]] = lambda unit: []  # the data set's files it reads, relative to --root
+
+
+def source_stamps(ctx: PrepareContext, step: Step, unit: Unit) -> dict[str, list[int] | None]:
+    """Size and mtime of each data set file `step` reads for `unit`: replacing one (a repaired recording or
+    photo) redoes exactly the steps that read it. Keyed by the path below --root, so a moved root redoes
+    nothing."""
+    return file_stamps(Path(ctx.root or ""), step.reads(unit))
+
+
+def _recordings(unit: Unit) -> list[str]:
+    return [c.audio for r in unit.records for c in r.captions if c.audio is not None]
+
+
+def _photos(unit: Unit) -> list[str]:
+    return [r.image for r in unit.records if r.image]  # "" for generated images
 
 
 def _work(step: str, ext: str) -> Callable[[Unit], Path]:
@@ -222,7 +242,7 @@ def _speech_settings(ctx: PrepareContext) -> dict[str, Any]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("speech", ("records",), 1, _speech_settings, _work("speech", "npz"), run_speech),
+    Step("speech", ("records",), 1, _speech_settings, _work("speech", "npz"), run_speech, _recordings),
     Step("features", ("speech",), 1, lambda ctx: as_dict(ctx.preset.features), _work("features", "npz"), run_features),
     Step(
         "images",
@@ -233,6 +253,7 @@ STEPS: tuple[Step, ...] = (
         },
         _work("images", "npz"),
         run_images,
+        _photos,
     ),
     Step(
         "shards",

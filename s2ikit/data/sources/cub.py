@@ -63,7 +63,7 @@ class CUBSource(OnDiskSource):
     def identity(self) -> dict[str, Any]:
         files = [f"{META}/{t}" for t in TABLES] + list(PICKLES.values())
         files += [self.config.test_classes] if self.config.test_classes else []  # absolute stays absolute
-        return self._identity(files)
+        return self._identity(files, trees=("birds/text",))
 
     def check(self) -> None:
         root = check_layout(self.root, self.manifest)
@@ -91,7 +91,11 @@ class CUBSource(OnDiskSource):
         if path is not None:
             by_name = {name: cid for cid, name in classes.items()}
             test = set()
-            for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"{path}: cannot read the test classes ({e}); expected UTF-8 text") from None
+            for line_no, line in enumerate(text.splitlines(), 1):
                 name = line.strip()
                 if not name:
                     continue

@@ -56,7 +56,7 @@ class OxfordSource(OnDiskSource):
             raise UserError("oxford.captions_per_image must be at least 1")
 
     def identity(self) -> dict[str, Any]:
-        return self._identity(["imagelabels.mat", "setid.mat", *PICKLES.values()])
+        return self._identity(["imagelabels.mat", "setid.mat", *PICKLES.values()], trees=("text_c10",))
 
     def check(self) -> None:
         root = check_layout(self.root, self.manifest)
