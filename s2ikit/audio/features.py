@@ -18,17 +18,20 @@ from s2ikit.utils.errors import SampleError
 MIN_FRAMES = 16
 
 
+def _padding(config: FeatureConfig) -> int:
+    return 2 * (config.n_fft // 2) if config.center else 0  # librosa pads n_fft // 2 on each side when centred
+
+
 def frames(num_samples: int, config: FeatureConfig) -> int:
     """Log-mel frames of a waveform of `num_samples` samples (librosa's framing)."""
-    if config.center:
-        return 1 + num_samples // config.hop_length
-    return 0 if num_samples < config.n_fft else 1 + (num_samples - config.n_fft) // config.hop_length
+    padded = num_samples + _padding(config)
+    return 0 if padded < config.n_fft else 1 + (padded - config.n_fft) // config.hop_length
 
 
 def min_duration(config: FeatureConfig) -> float:
-    """The shortest utterance that gives MIN_FRAMES frames: 0.15 s with the default 220-sample hop at 22,050 Hz."""
-    samples = (MIN_FRAMES - 1) * config.hop_length + (0 if config.center else config.n_fft)
-    return samples / config.sample_rate
+    """Seconds of the shortest utterance that gives MIN_FRAMES frames: 0.15 s with the defaults (hop 220 at
+    22,050 Hz)."""
+    return ((MIN_FRAMES - 1) * config.hop_length + config.n_fft - _padding(config)) / config.sample_rate
 
 
 # S2IGAN divides by (std + 1e-16); keep its epsilon so features match its code to float precision.
