@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import webdataset as wds
 from PIL import Image
 
 from s2ikit.data.records import KEY_PATTERN, Record
@@ -81,23 +80,24 @@ class ShardWriter:
     order, so a shard is a pure function of its samples (byte-identical on resume)."""
 
     def __init__(self, f: BinaryIO):
-        # An int mtime: tarfile gives a float mtime its own PAX header per member, which made reading 26% slower.
-        self._tar = wds.TarWriter(f, user="s2ikit", group="s2ikit", mtime=0)
+        # Not tarfile's stream mode: its buffer object flushes itself when garbage-collected, so a write that
+        # failed (a full disk) failed a second time, "write to closed file", after the file was closed.
+        self._tar = tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT)
 
     def write(self, record: Record, dataset: str, image_ext: str, image: bytes, captions: list[SpokenCaption]) -> None:
         """One sample: the record's encoded image and its usable captions (at least one)."""
         if image_ext not in IMAGE_EXTENSIONS or not captions:
             raise ValueError(f"sample {record.key!r}: image type {image_ext!r}, {len(captions)} captions")
         meta = sample_metadata(record, captions, dataset)
-        sample: dict[str, Any] = {
-            "__key__": record.key,  # a Record's key is plain (records.KEY_PATTERN)
-            image_ext: image,
-            META: json.dumps(meta, sort_keys=True).encode(),
-        }
+        members = {image_ext: image, META: json.dumps(meta, sort_keys=True).encode()}
         for c in captions:
-            sample[caption_member(c.index, "flac")] = c.flac
-            sample[caption_member(c.index, "npy")] = npy_bytes(c.mel)
-        self._tar.write(sample)
+            members[caption_member(c.index, "flac")] = c.flac
+            members[caption_member(c.index, "npy")] = npy_bytes(c.mel)
+        for suffix in sorted(members):
+            info = tarfile.TarInfo(f"{record.key}.{suffix}")  # a Record's key is plain (records.KEY_PATTERN)
+            info.size, info.mode, info.uname, info.gname = len(members[suffix]), 0o444, "s2ikit", "s2ikit"
+            info.mtime = 0  # an int: a float mtime gets a PAX header per member, which made reading 26% slower
+            self._tar.addfile(info, io.BytesIO(members[suffix]))
 
     def close(self) -> None:
         self._tar.close()
