@@ -72,3 +72,5 @@ def test_only_temporary_files_of_dead_processes_are_removed(tmp_path):
         path.write_bytes(b"x")
     assert remove_stale_temps(tmp_path) == 1
     assert not stale.exists() and mine.exists() and unrelated.exists()
+    assert remove_stale_temps(tmp_path, keep_live=False) == 1  # finalize: every unit done, all of them are litter
+    assert not mine.exists() and unrelated.exists()

@@ -207,8 +207,8 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
         },
     }
     write_json(ctx.out / "dataset.json", dataset, only_if_changed=True)
-    # Every unit is done, so a temporary file left by a process no longer running is litter from a killed run.
-    remove_stale_temps(ctx.out)
+    # Every unit is done, so any temporary file left is litter from a killed process (whose pid may be in use again).
+    remove_stale_temps(ctx.out, keep_live=False)
     return dataset
 
 

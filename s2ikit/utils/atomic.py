@@ -61,13 +61,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             pass  # never hide the error that brought us here
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> int:
-    """Delete the temporary files under `folder` that killed processes left (their pid no longer runs here);
-    returns how many. Those of live processes, another `prepare` writing beside this one, are kept."""
+def remove_stale_temps(folder: str | os.PathLike, *, keep_live: bool = True) -> int:
+    """Delete the temporary files under `folder` that killed processes left; returns how many. With
+    `keep_live`, those whose process still runs here (another `prepare` writing beside this one) are kept."""
     removed = 0
     for path in Path(folder).rglob(".*.tmp-*"):
         match = _STALE.match(path.name)
-        if match and not _pid_alive(int(match.group(1))) and path.is_file():
+        if match and path.is_file() and not (keep_live and _pid_alive(int(match.group(1)))):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
