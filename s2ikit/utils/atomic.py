@@ -24,7 +24,9 @@ _replace = os.replace
 _TEMP = ".{name}.tmp-{pid}"  # beside the final file, so the rename stays on one file system
 _STALE = re.compile(r"^\..+\.tmp-(\d+)$")
 _FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
-# torch.save reports a failed write as a RuntimeError without errno; below this much free space it is a full disk.
+# torch.save reports a failed write as a RuntimeError without errno ("unexpected pos 704 vs 598" when the disk
+# filled, "file write failed"); with less than this much free space left it is a full disk.
+_TORCH_WRITE_FAILED = ("unexpected pos", "write failed")
 _NEARLY_FULL = 64 << 20
 
 
@@ -48,17 +50,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _replace(tmp, path)
     except OSError as e:
         if e.errno in _FULL:
+            _discard(tmp)  # first, so the free space reported is what the user has
             raise UserError(_full_message(path, _FULL[e.errno])) from None
         raise
     except RuntimeError as e:  # torch.save's C++ writer
-        if "write failed" in str(e) and _free_bytes(path.parent) < _NEARLY_FULL:
+        if any(sign in str(e) for sign in _TORCH_WRITE_FAILED) and _free_bytes(path.parent) < _NEARLY_FULL:
+            _discard(tmp)
             raise UserError(_full_message(path, "no space left on device")) from None
         raise
     finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # never hide the error that brought us here
+        _discard(tmp)
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass  # never hide the error that brought us here
 
 
 def remove_stale_temps(folder: str | os.PathLike, *, keep_live: bool = True) -> int:
