@@ -8,8 +8,9 @@ Layout under --root (data_manifests/cub.toml):
 
 The split decides whether numbers compare with the paper's: StackGAN's pickles (150 train / 50 test classes)
 when present; else --test-classes FILE; else CUB's own train_test_split.txt (every class in both splits).
-The last two are announced as warnings. An image whose caption file is missing is left out of the index
-and listed in failures.jsonl; the rest of the data set is prepared as usual.
+The last two are announced as warnings. An image whose caption file is missing, or is not UTF-8 (a byte-order
+mark is allowed; latin-1 or UTF-16 is refused, not guessed at), is left out of the index and listed in
+failures.jsonl, which names the file; the rest of the data set is prepared as usual.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ Layout under --root (data_manifests/oxford.toml):
 
 Without StackGAN's pickles the split is VGG's setid.mat (train + val -> train, test -> test; every class in
 both splits), announced as a warning: results are then not comparable with the paper's.
+
+Caption files must be UTF-8 (a byte-order mark is allowed); one in another encoding (latin-1, UTF-16) is
+not guessed at: its image is left out and failures.jsonl names the file and says "not UTF-8".
 """
 
 from __future__ import annotations
