@@ -127,6 +127,8 @@ def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray,
     text = record.captions[index].text.strip()
     if not text:
         raise SampleError("empty caption")
+    if "\x00" in text:  # what a UTF-16 caption file decoded as UTF-8 looks like; no TTS can speak it
+        raise SampleError("caption holds NUL characters (a caption file that is not UTF-8?)")
     params = synthesis_params(res.ctx.preset, record.key, index)
     key = res.cache.key(res.tts.voice_id, text, params)
     hit = res.cache.get(key)
