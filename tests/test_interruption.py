@@ -82,9 +82,13 @@ def wait_until_gone(pids: set[int], seconds: float = 10.0) -> set[int]:
 
 
 def user_outputs(out: Path) -> dict[str, bytes]:
-    """Everything but the work records (which hold timings): shards, sizes, index, failures, dataset.json."""
-    files = [p for p in sorted(out.rglob("*")) if p.is_file() and "work" not in p.relative_to(out).parts]
-    return {str(p.relative_to(out)): p.read_bytes() for p in files}
+    """What prepare gives a user (the work records hold timings): shards and their sizes, index, failures,
+    dataset.json. Other tests add evaluation caches beside the reference's, which are not compared."""
+    files = [
+        *sorted((out / "shards").rglob("*")),
+        *(out / n for n in ("index.jsonl", "failures.jsonl", "dataset.json")),
+    ]
+    return {str(p.relative_to(out)): p.read_bytes() for p in files if p.is_file()}
 
 
 def test_workers_die_with_a_killed_prepare(tmp_path):
