@@ -1,6 +1,7 @@
 import librosa
 import numpy as np
 import pytest
+import soundfile as sf
 
 from s2ikit.audio.codec import decode_flac, encode_flac, from_int16, load_audio, to_int16
 from s2ikit.audio.features import log_mel
@@ -69,3 +70,21 @@ def test_load_audio_reports_truncated_file(tmp_path):
     bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
     with pytest.raises(SampleError, match="broken.wav"):
         load_audio(bad, 22050)
+
+
+def test_utterances_too_short_for_the_speech_encoder_are_refused(tmp_path):
+    from s2ikit.audio.features import MIN_FRAMES, min_duration
+    from s2ikit.evaluation.generation import mel_of_wav
+    from s2ikit.models.speech_encoder import SpeechEncoder
+    from s2ikit.utils.errors import UserError
+
+    config = FeatureConfig()
+    assert MIN_FRAMES == SpeechEncoder(n_mels=40, embed_dim=16).min_frames
+    shortest = round(min_duration(config) * config.sample_rate)
+    assert log_mel(chirp(1.0)[:shortest], config).shape[0] == MIN_FRAMES
+    with pytest.raises(SampleError, match="utterance too short: 0.150 s gives 15 frames, .* at least 16"):
+        log_mel(chirp(1.0)[: shortest - 1], config)
+    wav = tmp_path / "short.wav"
+    sf.write(wav, chirp(1.0, 16000)[:1600], 16000)
+    with pytest.raises(UserError, match=rf"^{wav}: too short \(0.100 s\)"):
+        mel_of_wav(wav, config)  # what `s2ikit generate --wav` shows as one line

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,3 +219,46 @@ def test_bad_samples_are_recorded_and_skipped(tts_cache, tmp_path, monkeypatch):
     assert ("images", "unreadable image") in reasons
     assert report.dataset["failures"] == len(failures)
     assert report.dataset["splits"]["train"]["samples"] + report.dataset["splits"]["test"]["samples"] == 14
+
+
+def test_out_pointing_at_a_file_is_one_line(tts_cache, tmp_path):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    with pytest.raises(UserError, match=rf"^--out {existing}: is a file, not a folder$"):
+        run(make_ctx(existing, tts_cache))
+    with pytest.raises(UserError, match=rf"^--out {existing}/data: {existing} is a file, not a folder$"):
+        run(make_ctx(existing / "data", tts_cache))
+    assert existing.read_text() == "keep me"
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # "write to closed file" on cleanup
+def test_a_full_disk_stops_in_one_line_and_the_rerun_completes(reference, tts_cache, tmp_path, monkeypatch):
+    """The disk fills while a shard is being written: the error names the shard and the free space, the shards
+    written before are untouched, nothing half-written remains, and after freeing space a rerun finishes."""
+    import errno
+
+    out = tmp_path / "full"
+    run(make_ctx(out, tts_cache))
+    before = output_files(out)
+    written = []
+
+    def addfile(self, tarinfo, fileobj=None):
+        written.append(tarinfo.name)
+        if len(written) > 7:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_addfile(self, tarinfo, fileobj)
+
+    real_addfile = tarfile.TarFile.addfile
+    monkeypatch.setattr(tarfile.TarFile, "addfile", addfile)
+    with pytest.raises(UserError) as error:
+        run(make_ctx(out, tts_cache), force=frozenset({"shards"}))
+    gc.collect()  # a half-written tar must not fail again when it is collected
+    message = str(error.value)
+    assert message.startswith(f"{out}/shards/test/shard-000000.tar: no space left on device (")
+    assert re.search(r" free on .+\); nothing was replaced$", message) and "\n" not in message
+    assert output_files(out) == before
+    assert not list(out.rglob(".*.tmp-*"))
+    monkeypatch.setattr(tarfile.TarFile, "addfile", real_addfile)
+    report = run(make_ctx(out, tts_cache))
+    assert report.finalized and not any(report.ran.values())  # the old shards were never replaced
+    assert output_files(out) == output_files(reference)

@@ -209,3 +209,60 @@ def test_split_lists_must_be_plain_lists_of_names(tmp_path):
     path.write_bytes(b"\x80\x02]q\x00(U\x05ab")  # cut short
     with pytest.raises(UserError, match="not a plain-data pickle"):
         load_name_list(path)
+
+
+def test_a_repaired_photo_is_picked_up_by_the_next_run(tmp_path, tts_cache):
+    root, out = tmp_path / "raw", tmp_path / "out"
+    write_cub(root)
+    photo = next((root / "CUB_200_2011/images/002.Green_bird").glob("*_0004_*.jpg"))
+    good = photo.read_bytes()
+    photo.write_bytes(good[: len(good) // 3])  # a truncated download
+    ctx = source_ctx("cub", root, out, tts_cache, cub={"captions_per_image": 2})
+    run(ctx)
+    assert [f["key"] for f in failures(out) if f["step"] == "images"] == [photo.stem]
+    photo.write_bytes(good)
+    report = run(ctx)
+    assert report.ran == {"speech": 0, "features": 0, "images": 1, "shards": 1}  # only its unit's image and shard
+    assert not [f for f in failures(out) if f["step"] == "images"]
+    assert photo.stem in shard_samples(out)
+    assert not any(run(ctx).ran.values())
+
+
+def test_caption_files_must_be_utf8(tmp_path):
+    write_cub(tmp_path)
+    texts = sorted((tmp_path / "birds/text/001.Red_bird").glob("*.txt"))
+    texts[0].write_bytes("a caf\xe9-brown bird\n".encode("latin-1"))
+    texts[1].write_bytes("a small bird\n".encode("utf-16"))  # with its byte-order mark
+    texts[2].write_bytes("a small bird\n".encode("utf-16-le"))  # without: valid UTF-8, full of NULs
+    source = cub(tmp_path)
+    before = source.identity()
+    records = source.index()
+    reasons = {f["key"]: f["error"] for f in source.left_out}
+    assert reasons[texts[0].stem].startswith(f"{texts[0]}: caption file is not UTF-8: byte 0xe9 at offset 5")
+    assert reasons[texts[1].stem].startswith(f"{texts[1]}: caption file is not UTF-8 (UTF-16?)")
+    assert reasons[texts[2].stem].startswith(f"{texts[2]}: caption file is not UTF-8 text (it holds NUL bytes")
+    assert len(records) == 6 and not any("\ufffd" in c.text for r in records for c in r.captions)
+    texts[0].write_text("a caf\xe9-brown bird\n", encoding="utf-8")  # repaired: the index is rebuilt
+    assert cub(tmp_path).identity() != before
+    assert "a caf\xe9-brown bird" in [c.text for r in cub(tmp_path).index() for c in r.captions]
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, tts_cache):
+    """A 12,000 x 12,000 (144 MP) PNG that compresses to a few KB: decoding it would take over 2 GB."""
+    import warnings
+
+    from PIL import Image
+
+    root, out = tmp_path / "raw", tmp_path / "out"
+    write_cub(root)
+    bomb = next((root / "CUB_200_2011/images/001.Red_bird").glob("*_0001_*.jpg"))
+    Image.new("1", (12000, 12000)).save(bomb, format="PNG")  # the name says .jpg; PIL goes by the content
+    assert bomb.stat().st_size < 100_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning, naming no file, would fail here
+        run(source_ctx("cub", root, out, tts_cache, cub={"captions_per_image": 2}))
+    reasons = {(f["step"], f["key"]): f["error"] for f in failures(out)}
+    assert reasons[("images", bomb.stem)] == (
+        f"{bomb}: 12000x12000 pixels (144 MP) is over the 50 MP limit for source images; not decoded"
+    )
+    assert bomb.stem not in shard_samples(out) and len(shard_samples(out)) == 8

@@ -108,3 +108,39 @@ def test_a_moved_root_reindexes_but_redoes_no_work(tmp_path):
     (tmp_path / "a").rename(tmp_path / "b")  # records hold paths relative to the root
     again = run(source_ctx("flickr8k", tmp_path / "b", out, tmp_path / "cache"))
     assert again.finalized and not any(again.ran.values())
+
+
+def test_a_repaired_recording_is_picked_up_by_the_next_run(tmp_path):
+    root, out = tmp_path / "raw", tmp_path / "out"
+    write_flickr8k(root)
+    wav = root / "flickr_audio/wavs" / f"{name(5)}_0.wav"
+    wav.write_bytes(wav.read_bytes()[:3000])  # cut short
+    ctx = source_ctx("flickr8k", root, out, tmp_path / "cache")
+    run(ctx)
+    assert [(f["key"], f["caption"]) for f in failures(out)] == [(name(3), None), (name(5), 0)]
+    write_tone(wav, *tone(5, 0))
+    report = run(ctx)
+    assert report.ran == {"speech": 1, "features": 1, "images": 0, "shards": 1}  # that one unit, not its image
+    assert [f["key"] for f in failures(out)] == [name(3)]
+    assert len(shard_samples(out)[name(5)]["audio"]) == 2
+    assert not any(run(ctx).ran.values())
+
+
+def test_too_short_recordings_are_recorded_failures(tmp_path):
+    """100 and 1,600 samples at 16 kHz are valid WAVs, but too short for the speech encoder's 16 frames."""
+    import soundfile as sf
+
+    root, out = tmp_path / "raw", tmp_path / "out"
+    write_flickr8k(root)
+    short = {n: root / "flickr_audio/wavs" / f"{name(6)}_{i}.wav" for i, n in enumerate((100, 1600))}
+    for n, path in short.items():
+        sf.write(path, np.full(n, 0.1), 16000, subtype="PCM_16")
+    run(source_ctx("flickr8k", root, out, tmp_path / "cache"))
+    reasons = {(f["key"], f["caption"]): f["error"] for f in failures(out)}
+    for i, (n, path) in enumerate(short.items()):
+        assert reasons[(name(6), i)] == (
+            f"{path}: too short ({n / 16000:.3f} s); an utterance needs at least 0.15 s to give the speech encoder "
+            "its 16 frames"
+        )
+    assert name(6) not in shard_samples(out)  # no usable caption left
+    assert min(c["frames"] for s in shard_samples(out).values() for c in s["meta"]["captions"]) >= 16

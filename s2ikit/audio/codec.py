@@ -14,7 +14,13 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from s2ikit.audio.features import MIN_FRAMES, min_duration
+from s2ikit.config import FeatureConfig
 from s2ikit.utils.errors import SampleError
+
+# The floor every reader of recordings applies: MIN_FRAMES of log-mel with the default features. Features with
+# a longer hop need more; log_mel checks the frames themselves.
+MIN_SPEECH_SECONDS = min_duration(FeatureConfig())
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
@@ -31,8 +37,9 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return librosa.resample(audio.astype(np.float32), orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
 
 
-def load_audio(path: str | Path, target_sr: int) -> np.ndarray:
-    """A mono float32 waveform at `target_sr`; unreadable, empty or truncated files raise SampleError."""
+def load_audio(path: str | Path, target_sr: int, min_seconds: float = MIN_SPEECH_SECONDS) -> np.ndarray:
+    """A mono float32 waveform at `target_sr`; unreadable, empty, truncated or too short files (under
+    `min_seconds`) raise SampleError naming the file."""
     if Path(path).suffix.lower() == ".wav":
         missing = _wav_bytes_missing(Path(path))
         if missing:
@@ -43,6 +50,11 @@ def load_audio(path: str | Path, target_sr: int) -> np.ndarray:
         raise SampleError(f"{path}: unreadable audio ({e})") from None
     if audio.shape[0] == 0:
         raise SampleError(f"{path}: audio file holds no samples")
+    if audio.shape[0] < min_seconds * sr:
+        raise SampleError(
+            f"{path}: too short ({audio.shape[0] / sr:.3f} s); an utterance needs at least {min_seconds:.2f} s "
+            f"to give the speech encoder its {MIN_FRAMES} frames"
+        )
     return resample(audio.mean(axis=1), sr, target_sr)
 
 

@@ -14,6 +14,26 @@ import numpy as np
 from s2ikit.config import FeatureConfig
 from s2ikit.utils.errors import SampleError
 
+# The speech encoder's two unpadded convolutions (kernel 6, stride 2) need 6 + 2 * 5 frames of log-mel.
+MIN_FRAMES = 16
+
+
+def _padding(config: FeatureConfig) -> int:
+    return 2 * (config.n_fft // 2) if config.center else 0  # librosa pads n_fft // 2 on each side when centred
+
+
+def frames(num_samples: int, config: FeatureConfig) -> int:
+    """Log-mel frames of a waveform of `num_samples` samples (librosa's framing)."""
+    padded = num_samples + _padding(config)
+    return 0 if padded < config.n_fft else 1 + (padded - config.n_fft) // config.hop_length
+
+
+def min_duration(config: FeatureConfig) -> float:
+    """Seconds of the shortest utterance that gives MIN_FRAMES frames: 0.15 s with the defaults (hop 220 at
+    22,050 Hz)."""
+    return ((MIN_FRAMES - 1) * config.hop_length + config.n_fft - _padding(config)) / config.sample_rate
+
+
 # S2IGAN divides by (std + 1e-16); keep its epsilon so features match its code to float precision.
 _STD_EPS = 1e-16
 
@@ -31,6 +51,11 @@ def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """
     if audio.ndim != 1 or audio.size == 0:
         raise SampleError(f"expected a non-empty mono waveform, got shape {audio.shape}")
+    if frames(audio.size, config) < MIN_FRAMES:
+        raise SampleError(
+            f"utterance too short: {audio.size / config.sample_rate:.3f} s gives {frames(audio.size, config)} "
+            f"frames, the speech encoder needs at least {MIN_FRAMES} ({min_duration(config):.2f} s)"
+        )
     spec = librosa.stft(
         audio.astype(np.float32, copy=False),
         n_fft=config.n_fft,

@@ -1,10 +1,13 @@
 """Streams prepared shards as padded batches, in open_clip's stage order.
 
-train: resampled shard list (seeded per rank and worker) -> tar to samples (warn and continue on corrupt
-       members) -> shuffle -> decode -> one random caption per image -> batches; `with_epoch` gives every
-       rank and worker the same number of batches, so DDP ranks never wait on each other at the epoch's end.
-test:  shard list in order -> split_by_node -> split_by_worker -> tar to samples -> decode -> every caption
-       once -> batches (last one partial).
+train: resampled shard list (seeded per rank and worker) -> tar to samples (`shards.read_shard`: unusable
+       members skipped with a warning) -> key selection -> shuffle -> decode (a bad sample is warned about and
+       skipped) -> one random caption per image -> batches; `with_epoch` gives every rank and worker the same
+       number of batches, so DDP ranks never wait on each other at the epoch's end.
+test:  shard list in order -> split_by_node -> split_by_worker -> tar to samples -> key selection -> decode ->
+       every caption once -> batches (last one partial).
+
+Shards that yield no usable sample at all are a one-line UserError naming the split's folder (`PassGuard`).
 
 A batch is a dict: image (B, 3, H, W) in [-1, 1], mel (B, T_max, n_mels) zero-padded, mel_lengths (B,),
 class_id (B,), caption_index (B,), key (list), text (list), attributes (list of the records' attribute dicts).
@@ -12,10 +15,11 @@ class_id (B,), caption_index (B,), key (list), text (list), attributes (list of 
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
+import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
 
 from s2ikit.config import LoaderConfig
+from s2ikit.data.shards import decode_members, read_shard
 from s2ikit.utils.errors import UserError
-
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg")
 
 
 def shard_list(data_dir: str | Path, split: str) -> tuple[list[str], dict[str, int]]:
@@ -45,16 +47,89 @@ def shard_list(data_dir: str | Path, split: str) -> tuple[list[str], dict[str, i
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw tar members -> image tensor, metadata and the per-caption log-mels."""
-    meta = json.loads(sample["json"])
-    ext = next(e for e in IMAGE_EXTENSIONS if e in sample)
-    with Image.open(io.BytesIO(sample[ext])) as im:
-        array = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    image = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-    mels = {
-        c["index"]: np.load(io.BytesIO(sample[f"c{c['index']:02d}.npy"]), allow_pickle=False) for c in meta["captions"]
-    }
-    return {"key": meta["key"], "image": image, "meta": meta, "mels": mels}
+    """Raw tar members -> image tensor in [-1, 1], metadata and the per-caption log-mels (ValueError if unusable)."""
+    decoded = decode_members(sample)
+    decoded["image"] = torch.from_numpy(decoded["image"].copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return decoded
+
+
+_SHOWN_FAILURES = 5  # per DataLoader worker: a few name the problem, hundreds would bury it
+
+
+class PassGuard:
+    """Stages that count what one pass over the shards yields, so that shards with no usable sample fail in one
+    line instead of being resampled for ever (train) or yielding an empty epoch (test).
+
+    Each DataLoader worker runs its own copy. Train mode resamples without end: once every shard has been opened,
+    no sample read, none selected, or as many decoding failures as samples selected without one success is a
+    UserError. Test mode ends: at the end, samples read but none decoded is a UserError. Occasional bad samples
+    are warned about and skipped.
+    """
+
+    def __init__(self, folder: Path, split: str, urls: list[str], endless: bool):
+        self.folder, self.split, self.urls, self.endless = folder, split, set(urls), endless
+        self.opened: set[str] = set()
+        self.read = self.selected = self.decoded = self.failed = 0
+        self.selected_in_pass: int | None = None  # selected samples when every shard had been opened once
+        self.first_error = ""
+
+    def _fail(self, what: str) -> None:
+        where = f"{self.folder}: split '{self.split}'"
+        first = f"; first error: {self.first_error}" if self.first_error else ""
+        raise UserError(
+            f"{where}: {what} in a full pass over its {len(self.urls)} shards ({self.read} samples read, "
+            f"{self.selected} selected, {self.failed} failed to decode{first}); prepare the data again"
+        )
+
+    def _check_pass(self) -> None:
+        if self.read == 0:
+            self._fail("no sample")
+        if self.selected == 0:
+            self._fail("no sample of the selected keys")
+
+    def read_shards(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for item in src:
+            url = item["url"]
+            yield from self._count_read(read_shard(url))
+            self.opened.add(url)
+            if self.endless and self.opened >= self.urls:
+                if self.selected_in_pass is None:
+                    self.selected_in_pass = self.selected
+                self._check_pass()
+        if self.opened and self.read == 0:
+            self._fail("no sample")
+
+    def _count_read(self, samples: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for sample in samples:
+            self.read += 1
+            yield sample
+
+    def select(self, keep: KeySelect | None) -> Any:
+        def stage(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for sample in src:
+                if keep is None or keep(sample):
+                    self.selected += 1
+                    yield sample
+
+        return stage
+
+    def decode(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for sample in src:
+            try:
+                decoded = decode_sample(sample)
+            except ValueError as e:
+                self.failed += 1
+                self.first_error = self.first_error or str(e)
+                if self.failed <= _SHOWN_FAILURES:
+                    more = " (further decoding failures are not shown)" if self.failed == _SHOWN_FAILURES else ""
+                    warnings.warn(f"{e}; sample skipped{more}", stacklevel=2)
+                if self.decoded == 0 and self.selected_in_pass is not None and self.failed >= self.selected_in_pass:
+                    self._fail("no sample decodes")
+                continue
+            self.decoded += 1
+            yield decoded
+        if self.decoded == 0 and self.failed:
+            self._fail("no sample decodes")
 
 
 def _item(sample: dict[str, Any], caption: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +205,22 @@ class KeySelect:
         return (sample["__key__"] in self.keys) == self.keep
 
 
+class ShardLoader(wds.WebLoader):
+    """A WebLoader whose UserErrors stay one line: a DataLoader worker's error comes back wrapped in the
+    worker's traceback text, from which the original line is taken again."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            yield from super().__iter__()
+        except UserError as e:
+            raise UserError(_original_line(str(e))) from None
+
+
+def _original_line(message: str) -> str:
+    found = re.findall(r"^(?:s2ikit\.utils\.errors\.)?UserError: (.*)$", message, flags=re.MULTILINE)
+    return found[-1] if found and message.startswith("Caught UserError") else message
+
+
 def make_loader(
     data_dir: str | Path, config: LoaderConfig, select: KeySelect | None = None, num_samples: int | None = None
 ) -> wds.WebLoader:
@@ -138,7 +229,7 @@ def make_loader(
     `select` filters samples by key; then `num_samples` (how many it keeps) sizes the training epoch.
     """
     urls, sizes = shard_list(data_dir, config.split)
-    selected = [wds.select(select)] if select is not None else []
+    guard = PassGuard(Path(data_dir) / "shards" / config.split, config.split, urls, endless=config.mode == "train")
     if config.mode == "train":
         workers = max(1, config.num_workers)
         n = num_samples if num_samples is not None else sum(sizes.values())
@@ -146,10 +237,10 @@ def make_loader(
         per_worker = math.ceil(global_batches / workers)
         stages = [
             wds.ResampledShards(urls, seed=config.seed, deterministic=True),
-            wds.tarfile_to_samples(handler=wds.warn_and_continue),
-            *selected,
+            guard.read_shards,
+            guard.select(select),
             wds.shuffle(config.shuffle_buffer, initial=min(config.shuffle_buffer, 100), seed=config.seed),
-            wds.map(decode_sample, handler=wds.warn_and_continue),
+            guard.decode,
             RandomCaption(config.seed),
             wds.batched(config.batch_size, collation_fn=collate, partial=False),
         ]
@@ -160,9 +251,9 @@ def make_loader(
             wds.SimpleShardList(urls),
             *([wds.split_by_node] if config.split_by_node else []),
             wds.split_by_worker,
-            wds.tarfile_to_samples(handler=wds.warn_and_continue),
-            *selected,
-            wds.map(decode_sample, handler=wds.warn_and_continue),
+            guard.read_shards,
+            guard.select(select),
+            guard.decode,
             every_caption,
             wds.batched(config.batch_size, collation_fn=collate, partial=True),
         ]
@@ -170,6 +261,6 @@ def make_loader(
         num_batches = None
     else:
         raise UserError(f"loader mode must be 'train' or 'test', not {config.mode!r}")
-    loader = wds.WebLoader(dataset, batch_size=None, shuffle=False, num_workers=config.num_workers)
+    loader = ShardLoader(dataset, batch_size=None, shuffle=False, num_workers=config.num_workers)
     loader.num_batches = num_batches
     return loader

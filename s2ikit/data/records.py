@@ -13,7 +13,7 @@ from s2ikit.utils.atomic import canonical_json, write_bytes
 from s2ikit.utils.errors import UserError
 
 # WebDataset splits member names at the first dot, and keys become file names: keep them plain.
-_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")  # matched whole (fullmatch)
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class Record:
     attributes: dict[str, Any] = field(default_factory=dict)  # data-set specific (shapes: colour, shape, ...)
 
     def __post_init__(self) -> None:
-        if not _KEY.match(self.key):
-            raise ValueError(f"record key {self.key!r} must match {_KEY.pattern}")
+        if not KEY_PATTERN.fullmatch(self.key):
+            raise ValueError(f"record key {self.key!r} must match {KEY_PATTERN.pattern}")
 
     def to_json(self) -> str:
         return canonical_json(asdict(self))

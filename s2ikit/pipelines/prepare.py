@@ -29,7 +29,7 @@ from s2ikit.data.sources import get_source
 from s2ikit.pipelines.plan import Unit, partition, plan_units
 from s2ikit.pipelines.runner import run_units, unit_records
 from s2ikit.pipelines.steps import STEP_NAMES, STEPS, PrepareContext
-from s2ikit.utils.atomic import fingerprint, read_json, write_bytes, write_json
+from s2ikit.utils.atomic import fingerprint, read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
 
 INDEX_VERSION = 1
@@ -98,13 +98,31 @@ def ensure_index(ctx: PrepareContext, force: bool, warn: Callable[[str], None] =
     return records
 
 
+def prepare_output_folder(out: Path, whole_run: bool) -> None:
+    """Create `out` (one line naming it when it cannot be a folder); a whole run also clears the temporary
+    files a killed run left there. A partition leaves them to finalize: on a shared file system other hosts'
+    processes may still be writing theirs."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == out else f" {folder}"
+                raise UserError(f"--out {out}:{where} is a file, not a folder")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    if whole_run:
+        remove_stale_temps(out)
+
+
 def prepare(ctx: PrepareContext, options: RunOptions, console: Console | None = None) -> PrepareReport:
     console = console or Console(stderr=True)
     unknown = sorted(set(options.force) - set(STEP_NAMES))
     if unknown:
         raise UserError(f"--force {unknown[0]}: unknown step (steps: {', '.join(STEP_NAMES)})")
     started = time.perf_counter()
-    ctx.out.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(ctx.out, whole_run=options.partition is None)
     records = ensure_index(
         ctx, "index" in options.force, lambda line: console.print(f"[yellow]warning:[/] {line}", highlight=False)
     )
@@ -189,9 +207,8 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
         },
     }
     write_json(ctx.out / "dataset.json", dataset, only_if_changed=True)
-    # Every unit is done, so any temporary file left is litter from a killed process.
-    for litter in ctx.out.rglob(".*.tmp-*"):
-        litter.unlink(missing_ok=True)
+    # Every unit is done, so any temporary file left is litter from a killed process (whose pid may be in use again).
+    remove_stale_temps(ctx.out, keep_live=False)
     return dataset
 
 

@@ -1,7 +1,8 @@
 """Runs the per-unit steps, skipping every output that is already fresh.
 
 An output is fresh when its record (`work/<step>/<unit>.json`) carries the fingerprint expected now: a hash of
-the step's version, the settings that shape it and the sha256 of each input. Inputs are chained through those
+the step's version, the settings that shape it, the sha256 of each input and the size and mtime of each data set
+file it reads (recordings, photos). Inputs are chained through those
 hashes, so redoing a step that reproduces the same bytes leaves everything downstream fresh, and changing a
 setting redoes exactly the steps it reaches. Outputs and records are written atomically (output first), so a
 run killed at any moment leaves only complete files, and the next run picks up where it stopped.
@@ -9,9 +10,13 @@ run killed at any moment leaves only complete files, and the next run picks up w
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import queue as queue_mod
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -21,7 +26,7 @@ from typing import Any
 
 from s2ikit import __version__
 from s2ikit.pipelines.plan import Unit
-from s2ikit.pipelines.steps import STEPS, PrepareContext, Resources, Step, Tick
+from s2ikit.pipelines.steps import STEPS, PrepareContext, Resources, Step, Tick, source_stamps
 from s2ikit.utils.atomic import file_sha256, fingerprint, read_json, write_json
 
 STEP_BY_NAME = {s.name: s for s in STEPS}
@@ -43,22 +48,24 @@ def _fresh_record(ctx: PrepareContext, step: Step, unit: Unit, expected: str) ->
     return record
 
 
-def _expected(ctx: PrepareContext, step: Step, hashes: dict[str, str]) -> str:
-    return fingerprint(
-        {
-            "step": step.name,
-            "version": step.version,
-            "settings": step.settings(ctx),
-            "inputs": {name: hashes[name] for name in step.inputs},
-        }
-    )
+def _expected(ctx: PrepareContext, step: Step, unit: Unit, hashes: dict[str, str]) -> str:
+    identity = {
+        "step": step.name,
+        "version": step.version,
+        "settings": step.settings(ctx),
+        "inputs": {name: hashes[name] for name in step.inputs},
+    }
+    sources = source_stamps(ctx, step, unit)
+    if sources:  # generated data (shapes) reads no file: its fingerprints stay as they were
+        identity["sources"] = sources
+    return fingerprint(identity)
 
 
 def unit_records(ctx: PrepareContext, unit: Unit) -> dict[str, dict[str, Any]] | None:
     """Every step's fresh record for `unit`, or None if some step must run."""
     hashes, records = {"records": unit.records_hash()}, {}
     for step in STEPS:
-        record = _fresh_record(ctx, step, unit, _expected(ctx, step, hashes))
+        record = _fresh_record(ctx, step, unit, _expected(ctx, step, unit, hashes))
         if record is None:
             return None
         hashes[step.name], records[step.name] = record["sha256"], record
@@ -70,7 +77,7 @@ def run_unit(res: Resources, unit: Unit, force: frozenset[str], tick: Tick) -> l
     ctx, ran = res.ctx, []
     hashes = {"records": unit.records_hash()}
     for step in STEPS:
-        expected = _expected(ctx, step, hashes)
+        expected = _expected(ctx, step, unit, hashes)
         record = None if step.name in force else _fresh_record(ctx, step, unit, expected)
         if record is None:
             started = time.perf_counter()
@@ -101,9 +108,37 @@ def run_unit(res: Resources, unit: Unit, force: frozenset[str], tick: Tick) -> l
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(ctx: PrepareContext, progress_queue: Any) -> None:
+def _init_worker(ctx: PrepareContext, progress_queue: Any, parent: int) -> None:
+    die_with_parent(parent)
     _WORKER["res"] = Resources(ctx)
     _WORKER["queue"] = progress_queue
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker when the `prepare` process that started it dies, even by SIGKILL: otherwise it lives on,
+    reparented to init, finishing units nobody waits for and then holding its memory for ever.
+
+    Linux: the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); the parent may have died
+    before that call, hence the pid check. Elsewhere a daemon thread polls the parent pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass  # no usable libc: fall back to polling
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _run_in_worker(unit: Unit, force: frozenset[str]) -> list[str]:
@@ -128,7 +163,9 @@ def run_units(
     progress_queue = mp.Queue()
     with (
         _single_threaded_children(),
-        ProcessPoolExecutor(workers, mp_context=mp, initializer=_init_worker, initargs=(ctx, progress_queue)) as pool,
+        ProcessPoolExecutor(
+            workers, mp_context=mp, initializer=_init_worker, initargs=(ctx, progress_queue, os.getpid())
+        ) as pool,
     ):
         pending: set[Future] = {pool.submit(_run_in_worker, unit, force) for unit in units}
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,17 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import webdataset as wds
 
 from s2ikit.audio.codec import decode_flac, encode_flac, from_int16, load_audio, resample, to_int16
 from s2ikit.audio.features import log_mel
 from s2ikit.config import Preset, as_dict
 from s2ikit.data.records import Record
+from s2ikit.data.shards import ShardWriter, SpokenCaption
 from s2ikit.data.sources import Source, get_source
+from s2ikit.data.sources.layout import file_stamps
 from s2ikit.pipelines.plan import Unit
 from s2ikit.tts import SynthesisParams, TTSBackend, load_backend
 from s2ikit.tts.cache import SpeechCache
-from s2ikit.utils.atomic import atomic_path
+from s2ikit.utils.atomic import atomic_path, write_bytes
 from s2ikit.utils.errors import SampleError
 
 Tick = Callable[[str, int], None]
@@ -87,8 +87,11 @@ def synthesis_params(preset: Preset, key: str, index: int) -> SynthesisParams:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object stops numpy adding ".npz"
-        np.savez(f, **arrays)
+    # Built in memory, then written in one go: a failing write (a full disk) then leaves no half-closed zip
+    # behind to fail again when it is garbage-collected.
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getvalue(), durable=False)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -124,6 +127,8 @@ def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray,
     text = record.captions[index].text.strip()
     if not text:
         raise SampleError("empty caption")
+    if "\x00" in text:  # what a UTF-16 caption file decoded as UTF-8 looks like; no TTS can speak it
+        raise SampleError("caption holds NUL characters (a caption file that is not UTF-8?)")
     params = synthesis_params(res.ctx.preset, record.key, index)
     key = res.cache.key(res.tts.voice_id, text, params)
     hit = res.cache.get(key)
@@ -177,52 +182,25 @@ def run_images(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path
     return result
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def sample_metadata(record: Record, captions: list[dict[str, Any]], dataset: str) -> dict[str, Any]:
-    return {
-        "key": record.key,
-        "dataset": dataset,
-        "split": record.split,
-        "class_id": record.class_id,
-        "class_name": record.class_name,
-        "attributes": record.attributes,
-        "captions": captions,
-    }
-
-
 def run_shards(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
     ctx, result = res.ctx, StepResult()
     ext = ctx.preset.prepare.image_format
     waves, feats, images = (_load_npz(inputs[k]) for k in ("speech", "features", "images"))
     with atomic_path(output) as tmp, open(tmp, "wb") as f:
-        # mtime 0 and fixed owner make the tar a pure function of its contents (byte-identical on resume). An int:
-        # tarfile gives a float mtime its own PAX header per member, which made reading the shards 26% slower.
-        writer = wds.TarWriter(f, user="s2ikit", group="s2ikit", mtime=0)
+        writer = ShardWriter(f)
         for record in unit.records:
             tick("shards", 1)
             if record.key not in images:
                 continue  # image failure already recorded
-            sample: dict[str, Any] = {"__key__": record.key, ext: images[record.key].tobytes()}
-            captions = []
-            for i, caption in enumerate(record.captions):
-                cid = caption_id(record.key, i)
-                if cid not in feats:
-                    continue
-                tag = f"c{i:02d}"
-                sample[f"{tag}.flac"] = waves[cid].tobytes()
-                sample[f"{tag}.npy"] = _npy_bytes(feats[cid])
-                captions.append({"index": i, "text": caption.text, "frames": int(feats[cid].shape[0])})
+            captions = [
+                SpokenCaption(i, caption.text, waves[cid].tobytes(), feats[cid])
+                for i, caption in enumerate(record.captions)
+                if (cid := caption_id(record.key, i)) in feats
+            ]
             if not captions:
                 result.fail("shards", record.key, None, "no usable caption: sample left out")
                 continue
-            meta = sample_metadata(record, captions, ctx.dataset)
-            sample["json"] = json.dumps(meta, sort_keys=True).encode()
-            writer.write(sample)
+            writer.write(record, ctx.dataset, ext, images[record.key].tobytes(), captions)
             result.ok += 1
         writer.close()
     return result
@@ -238,6 +216,22 @@ class Step:
     settings: Callable[[PrepareContext], dict[str, Any]]
     output: Callable[[Unit], Path]  # relative to the output folder
     run: Callable[[Resources, Unit, dict[str, Path], Path, Tick], StepResult]
+    reads: Callable[[Unit], list[str]] = lambda unit: []  # the data set's files it reads, relative to --root
+
+
+def source_stamps(ctx: PrepareContext, step: Step, unit: Unit) -> dict[str, list[int] | None]:
+    """Size and mtime of each data set file `step` reads for `unit`: replacing one (a repaired recording or
+    photo) redoes exactly the steps that read it. Keyed by the path below --root, so a moved root redoes
+    nothing."""
+    return file_stamps(Path(ctx.root or ""), step.reads(unit))
+
+
+def _recordings(unit: Unit) -> list[str]:
+    return [c.audio for r in unit.records for c in r.captions if c.audio is not None]
+
+
+def _photos(unit: Unit) -> list[str]:
+    return [r.image for r in unit.records if r.image]  # "" for generated images
 
 
 def _work(step: str, ext: str) -> Callable[[Unit], Path]:
@@ -250,7 +244,7 @@ def _speech_settings(ctx: PrepareContext) -> dict[str, Any]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("speech", ("records",), 1, _speech_settings, _work("speech", "npz"), run_speech),
+    Step("speech", ("records",), 1, _speech_settings, _work("speech", "npz"), run_speech, _recordings),
     Step("features", ("speech",), 1, lambda ctx: as_dict(ctx.preset.features), _work("features", "npz"), run_features),
     Step(
         "images",
@@ -261,6 +255,7 @@ STEPS: tuple[Step, ...] = (
         },
         _work("images", "npz"),
         run_images,
+        _photos,
     ),
     Step(
         "shards",

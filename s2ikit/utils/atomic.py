@@ -5,30 +5,128 @@ A reader (or a resumed run) therefore sees either the old file or the complete n
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from s2ikit.utils.errors import UserError
+
 # Indirection so tests can inject a crash exactly at the moment a file would become visible.
 _replace = os.replace
+
+_TEMP = ".{name}.tmp-{pid}"  # beside the final file, so the rename stays on one file system
+_STALE = re.compile(r"^\..+\.tmp-(\d+)$")
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+# torch.save reports a failed write as a RuntimeError without errno ("unexpected pos 704 vs 598" when the disk
+# filled, "file write failed"); with less than this much free space left it is a full disk.
+_TORCH_WRITE_FAILED = ("unexpected pos", "write failed")
+_NEARLY_FULL = 64 << 20
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """The temporary name `atomic_path` writes `path` under in this process."""
+    path = Path(path)
+    return path.with_name(_TEMP.format(name=path.name, pid=os.getpid()))
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed to `path`, on failure removed."""
+    """Yield a temporary path beside `path`; on success it is renamed to `path`, on failure removed.
+
+    A full disk (or quota) while writing is a one-line UserError naming `path` and the free space; the old
+    file, if any, is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         _replace(tmp, path)
+    except OSError as e:
+        if e.errno in _FULL:
+            _discard(tmp)  # first, so the free space reported is what the user has
+            raise UserError(_full_message(path, _FULL[e.errno])) from None
+        raise
+    except RuntimeError as e:  # torch.save's C++ writer
+        if any(sign in str(e) for sign in _TORCH_WRITE_FAILED) and _free_bytes(path.parent) < _NEARLY_FULL:
+            _discard(tmp)
+            raise UserError(_full_message(path, "no space left on device")) from None
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        _discard(tmp)
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass  # never hide the error that brought us here
+
+
+def remove_stale_temps(folder: str | os.PathLike, *, keep_live: bool = True) -> int:
+    """Delete the temporary files under `folder` that killed processes left; returns how many. With
+    `keep_live`, those whose process still runs here (another `prepare` writing beside this one) are kept."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp-*"):
+        match = _STALE.match(path.name)
+        if match and path.is_file() and not (keep_live and _pid_alive(int(match.group(1)))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _free_bytes(folder: Path) -> int:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def _full_message(path: Path, reason: str) -> str:
+    return f"{path}: {reason} ({_human(_free_bytes(path.parent))} free on {_device(path.parent)}); nothing was replaced"
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if n < 10 * size else f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
+def _device(folder: Path) -> str:
+    """The file system holding `folder`: its device from /proc/self/mounts where readable, else its mount point."""
+    folder = folder.resolve()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    mount = folder
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            devices = [line.split()[0] for line in f if len(line.split()) > 1 and line.split()[1] == str(mount)]
+    except OSError:
+        devices = []
+    return f"{devices[-1]} ({mount})" if devices else str(mount)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, only_if_changed: bool = False, durable: bool = True) -> None:

@@ -8,8 +8,9 @@ Layout under --root (data_manifests/cub.toml):
 
 The split decides whether numbers compare with the paper's: StackGAN's pickles (150 train / 50 test classes)
 when present; else --test-classes FILE; else CUB's own train_test_split.txt (every class in both splits).
-The last two are announced as warnings. An image whose caption file is missing is left out of the index
-and listed in failures.jsonl; the rest of the data set is prepared as usual.
+The last two are announced as warnings. An image whose caption file is missing, or is not UTF-8 (a byte-order
+mark is allowed; latin-1 or UTF-16 is refused, not guessed at), is left out of the index and listed in
+failures.jsonl, which names the file; the rest of the data set is prepared as usual.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class CUBSource(OnDiskSource):
     def identity(self) -> dict[str, Any]:
         files = [f"{META}/{t}" for t in TABLES] + list(PICKLES.values())
         files += [self.config.test_classes] if self.config.test_classes else []  # absolute stays absolute
-        return self._identity(files)
+        return self._identity(files, trees=("birds/text",))
 
     def check(self) -> None:
         root = check_layout(self.root, self.manifest)
@@ -91,7 +92,11 @@ class CUBSource(OnDiskSource):
         if path is not None:
             by_name = {name: cid for cid, name in classes.items()}
             test = set()
-            for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UserError(f"{path}: cannot read the test classes ({e}); expected UTF-8 text") from None
+            for line_no, line in enumerate(text.splitlines(), 1):
                 name = line.strip()
                 if not name:
                     continue

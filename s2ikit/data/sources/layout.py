@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,18 @@ from PIL import Image
 
 from s2ikit.config import Preset, as_dict, manifests_dir
 from s2ikit.data.records import Caption, Record
+from s2ikit.utils.atomic import fingerprint
 from s2ikit.utils.errors import SampleError, UserError
 
 try:
     import tomllib
 except ImportError:  # pragma: no cover
     import tomli as tomllib
+
+# A photo is shrunk to a few hundred pixels a side, and those of CUB, Oxford-102 and Places are well under 1 MP.
+# Decoding costs about 15 bytes a pixel (RGB plus the resize), so 50 MP bounds one image at about 750 MB, and a
+# file claiming more (a decompression bomb, or a scan that does not belong here) is refused from its header.
+MAX_SOURCE_PIXELS = 50_000_000
 
 _NOT_KEY = re.compile(r"[^A-Za-z0-9_\-]+")
 
@@ -89,6 +96,24 @@ def file_stamps(root: Path, paths: Iterable[str]) -> dict[str, list[int] | None]
     return stamps
 
 
+def tree_stamp(root: Path, folder: str) -> str | None:
+    """One digest of the size and mtime of every file under `folder` (caption files, one per image): repairing
+    or adding one rebuilds the index. None when the folder is missing."""
+    top = root / folder
+    if not top.is_dir():
+        return None
+    stamps = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        for name in sorted(filenames):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            stamps.append([os.path.relpath(os.path.join(dirpath, name), top), st.st_size, st.st_mtime_ns])
+    return fingerprint(stamps)
+
+
 def read_table(path: Path, fields: int, numeric: int = 0) -> list[list[str]]:
     """Whitespace-separated rows of at least `fields` columns (the rest joined into the last one); the first
     `numeric` columns must be numbers."""
@@ -119,13 +144,27 @@ def _is_number(text: str) -> bool:
 
 
 def read_caption_lines(path: Path, limit: int) -> list[str]:
-    """The first `limit` non-empty lines of a caption file; SampleError when it is missing or unreadable."""
+    """The first `limit` non-empty lines of a caption file; SampleError when it is missing or unreadable.
+
+    Caption files must be UTF-8 (a byte-order mark is allowed), as Reed et al.'s are. Anything else is refused
+    rather than guessed: a latin-1 file decoded with replacement characters would be spoken with the wrong
+    words, and UTF-16 would reach the TTS as text full of NUL characters. The image is then left out and
+    failures.jsonl names the file."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SampleError(f"{path}: missing caption file") from None
     except OSError as e:
         raise SampleError(f"{path}: unreadable caption file ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        utf16 = " (UTF-16?)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise SampleError(
+            f"{path}: caption file is not UTF-8{utf16}: byte 0x{raw[e.start]:02x} at offset {e.start}; save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise SampleError(f"{path}: caption file is not UTF-8 text (it holds NUL bytes: UTF-16?); save it as UTF-8")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise SampleError(f"{path}: caption file is empty")
@@ -170,8 +209,16 @@ def load_photo(
     """RGB; cropped to `crop(width, height)` = (left, top, right, bottom) if given; shorter side resized to
     `size`; the centre square."""
     try:
-        with Image.open(path) as im:
-            image = im.convert("RGB")  # decodes the whole file: a truncated JPEG fails here, not later
+        with warnings.catch_warnings():
+            # PIL's own warning names no file and comes only at 89 MP; MAX_SOURCE_PIXELS is checked instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                if im.width * im.height > MAX_SOURCE_PIXELS:
+                    raise SampleError(
+                        f"{path}: {im.width}x{im.height} pixels ({im.width * im.height / 1e6:.0f} MP) is over the "
+                        f"{MAX_SOURCE_PIXELS // 1_000_000} MP limit for source images; not decoded"
+                    )
+                image = im.convert("RGB")  # decodes the whole file: a truncated JPEG fails here, not later
     except FileNotFoundError:
         raise SampleError(f"{path}: missing image") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -226,13 +273,16 @@ class OnDiskSource:
         if self.config.limit:
             self.notes.append(f"{self.name}: --limit {self.config.limit}: {len(records)} images indexed (a first try)")
 
-    def _identity(self, files: list[str]) -> dict[str, Any]:
-        """The settings, the root and the stamps of the files that decide the index."""
+    def _identity(self, files: list[str], trees: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The settings, the root and the stamps of the files (and of the files under `trees`, the caption
+        folders read at index time) that decide the index."""
         root = Path(self.root or "")
         config = as_dict(self.config)
-        return {"source": self.name, "version": 1, "root": str(root.resolve()), "config": config} | {
-            "files": file_stamps(root, files)
-        }
+        identity = {"source": self.name, "version": 1, "root": str(root.resolve()), "config": config}
+        identity["files"] = file_stamps(root, files)
+        if trees:
+            identity["trees"] = {folder: tree_stamp(root, folder) for folder in trees}
+        return identity
 
 
 def split_counts(records: list[Record]) -> dict[str, int]:

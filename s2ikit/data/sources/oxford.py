@@ -8,6 +8,9 @@ Layout under --root (data_manifests/oxford.toml):
 
 Without StackGAN's pickles the split is VGG's setid.mat (train + val -> train, test -> test; every class in
 both splits), announced as a warning: results are then not comparable with the paper's.
+
+Caption files must be UTF-8 (a byte-order mark is allowed); one in another encoding (latin-1, UTF-16) is
+not guessed at: its image is left out and failures.jsonl names the file and says "not UTF-8".
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class OxfordSource(OnDiskSource):
             raise UserError("oxford.captions_per_image must be at least 1")
 
     def identity(self) -> dict[str, Any]:
-        return self._identity(["imagelabels.mat", "setid.mat", *PICKLES.values()])
+        return self._identity(["imagelabels.mat", "setid.mat", *PICKLES.values()], trees=("text_c10",))
 
     def check(self) -> None:
         root = check_layout(self.root, self.manifest)
