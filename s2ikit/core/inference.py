@@ -94,7 +94,10 @@ def mel_of_text(texts: list[str], tts: TTSConfig | None, features: FeatureConfig
         if not text.strip():
             raise UserError("--text: empty sentence")
         wave = resample(voice.synthesize(text.strip(), params), voice.sample_rate, features.sample_rate)
-        mels.append(log_mel(from_int16(to_int16(wave)), features))
+        try:
+            mels.append(log_mel(from_int16(to_int16(wave)), features))
+        except SampleError as e:  # e.g. a sentence spoken in less time than the encoder needs
+            raise UserError(f"--text {text.strip()!r}: {e}") from None
     return mels
 
 
