@@ -125,14 +125,19 @@ class KilledAt(Countdown):
     not tensorboard_available(), reason="tensorboard is not installed (pip install 's2ikit[tensorboard]')"
 )
 def test_a_resumed_run_replaces_the_events_after_its_checkpoint(tmp_path):
+    def next_second():  # TensorBoard reads event files in name order, and names start with whole seconds
+        time.sleep(1.05 - time.time() % 1)
+
     run = tmp_path / "run"
     first = engine(run, Console(file=io.StringIO()), steps=20, log_every=1)
     with pytest.raises(Killed):  # killed at step 13: logged up to 13, checkpoint at 10
         first.run(KilledAt(13), first.resume(Countdown(), True))
+    next_second()
     again = engine(run, Console(file=io.StringIO()), steps=20, log_every=1)
     again.run(Countdown(), again.resume(Countdown(), True))
     _, found = scalars(run / "tensorboard")
     assert [s for s, _ in found["toy/loss"]] == list(range(1, 21))  # 11, 12, 13 once: the resumed run's
+    next_second()
     restarted = engine(run, Console(file=io.StringIO()), steps=10, log_every=5)
     restarted.run(Countdown(), restarted.resume(Countdown(), False))  # --restart: the old curve is gone
     assert [s for s, _ in scalars(run / "tensorboard")[1]["toy/loss"]] == [5, 10]
