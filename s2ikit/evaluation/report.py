@@ -94,7 +94,7 @@ HEADLINE = {
     "class_accuracy": ("accuracy",),
     "fid": ("value",),
     "inception_score": ("mean", "std"),
-    "s2igan_retrieval": ("mAP", "R@1", "R@5", "R@10"),
+    "s2igan_retrieval": ("mAP", "R@1", "R@5", "R@10", "R@50"),
     "encoder_retrieval": ("caption_to_generated",),
 }
 
