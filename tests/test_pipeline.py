@@ -63,7 +63,7 @@ def test_bad_audio_is_one_line_naming_it(gan_run, tmp_path):
     pipe = SpeechToImage.from_pretrained(gan_run)
     with pytest.raises(UserError, match=r"audio\[0\]: silent \(peak all zeros\)"):
         pipe(audio=np.zeros(22050, dtype=np.float32), sample_rate=22050)
-    with pytest.raises(UserError, match=r"audio\[0\]: too short \(0.05 s\); the speech encoder needs at least"):
+    with pytest.raises(UserError, match=r"audio\[0\]: too short \(0.050 s\); the speech encoder needs at least"):
         pipe(audio=0.5 * np.sin(np.arange(800) / 5).astype(np.float32), sample_rate=16000)
     with pytest.raises(UserError, match="sample_rate"):
         pipe(audio=np.ones(100, dtype=np.float32))

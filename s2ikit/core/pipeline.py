@@ -59,8 +59,10 @@ def speech_mel(audio: np.ndarray, sample_rate: int, bundle: GeneratorBundle, nam
         raise UserError(f"{name}: {e}") from None
     needed = bundle.speech_encoder.min_frames
     if mel.shape[0] < needed:
-        seconds, least = len(pcm) / features.sample_rate, needed * features.hop_length / features.sample_rate
-        raise UserError(f"{name}: too short ({seconds:.2f} s); the speech encoder needs at least {least:.2f} s")
+        padding = 2 * (features.n_fft // 2) if features.center else 0  # librosa pads both ends when centring
+        least = (needed - 1) * features.hop_length + features.n_fft - padding  # samples for `needed` frames
+        seconds, least = len(pcm) / features.sample_rate, least / features.sample_rate
+        raise UserError(f"{name}: too short ({seconds:.3f} s); the speech encoder needs at least {least:.3f} s")
     return mel
 
 
