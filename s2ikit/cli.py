@@ -426,7 +426,7 @@ def select(
 @app.command()
 @friendly
 def generate(
-    run: Path = typer.Argument(..., help="A `train-gan` run folder or a generator.pt checkpoint."),
+    run: Path = typer.Argument(..., help="A `train-gan` run folder, a generator .pt or an `s2ikit export` folder."),
     wav: list[Path] | None = typer.Option(None, "--wav", help="A spoken description (any sample rate). Repeatable."),
     text: list[str] | None = typer.Option(None, "--text", help="A sentence, spoken by the data set's TTS voice."),
     num: int = typer.Option(4, "--num", "-n", min=1, help="Images per input (different noise)."),
@@ -436,21 +436,37 @@ def generate(
 ) -> None:
     """Turn speech into pictures: wav files, or sentences spoken by the TTS, through a trained run.
 
+    The same as `SpeechToImage.from_pretrained(RUN)(wav=..., text=..., num=N, seed=S)` in Python.
     Example: s2ikit generate runs/shapes/gan --text "a large green triangle" --num 8 -o triangle.png
     """
     from s2ikit.core.grid import save_grid
-    from s2ikit.core.inference import embed_speech, generate_images, load_bundle, mel_of_text, mel_of_wav
+    from s2ikit.core.pipeline import SpeechToImage
 
     if not wav and not text:
         raise UserError("give at least one --wav FILE or --text SENTENCE")
-    bundle = load_bundle(run)
-    mels = [mel_of_wav(path, bundle.features) for path in wav or []]
-    labels = [path.name for path in wav or []]
-    if text:
-        mels += mel_of_text(list(text), bundle.tts, bundle.features, tts or "")
-        labels += list(text)
-    speech = embed_speech(bundle.speech_encoder, mels, bundle.device)
-    images = generate_images(bundle, speech, num, seed)
+    pipe = SpeechToImage.from_pretrained(run)
+    images, labels = pipe.generate(wav=wav or None, text=text or None, num=num, seed=seed, tts_backend=tts or "")
     columns = num if num > 1 else min(8, len(labels))  # one row per input
     save_grid(images.flatten(0, 1), [label for label in labels for _ in range(num)], out, columns)
-    Console().print(f"{out} ({len(labels)} input(s) x {num} image(s), step {bundle.info['step']})")
+    Console().print(f"{out} ({len(labels)} input(s) x {num} image(s), step {pipe.step})")
+
+
+@app.command()
+@friendly
+def export(
+    run: Path = typer.Argument(..., help="A `train-gan` run folder or a generator .pt (e.g. RUN/checkpoints/best.pt)."),
+    out: Path = typer.Argument(..., help="The folder to write (new, empty, or an earlier export to replace)."),
+) -> None:
+    """Write a shareable model folder: safetensors weights (no pickle), config.json and a model card README.md.
+
+    Holds the EMA generator and its speech encoder, the log-mel recipe and the TTS settings; RUN/eval/report.json's
+    numbers go into the model card when they are of the same step. `s2ikit generate OUT` and
+    `SpeechToImage.from_pretrained(OUT)` load it; `huggingface-cli upload USER/NAME OUT .` shares it unchanged.
+    Example: s2ikit export runs/shapes/gan shapes-model
+    """
+    from s2ikit.core.export import export_generator
+    from s2ikit.evaluation.report import read_summary
+
+    run_dir = run if run.is_dir() else run.parent.parent  # RUN/checkpoints/FILE.pt -> RUN
+    folder = export_generator(run, out, read_summary(run_dir / "eval" / "report.json"))
+    Console().print(f"exported to {folder}")

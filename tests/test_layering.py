@@ -23,7 +23,7 @@ LAYER = {
     "audio": 2,
     "config": 1,
     "utils": 0,
-    "__init__": 0,
+    "__init__": 8,  # the package root: re-exports SpeechToImage; everything else imports only __version__ from it
 }
 
 

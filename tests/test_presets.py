@@ -78,7 +78,7 @@ def test_an_unknown_or_malformed_parent_is_one_error(tmp_path):
         load_preset(str(child))
     assert str(error.value).startswith(f"{child}: extends preset 'nope' not found (known: cpu, cub, ")
     child.write_text("extends = 3\n")
-    with pytest.raises(UserError, match=r"child\.toml: extends must be a preset name or \.toml path, or a list of them, got 3"):
+    with pytest.raises(UserError, match=r"child\.toml: extends must be a preset name or \.toml path, or a list"):
         load_preset(str(child))
     child.write_text('[gan]\nextends = "shapes"\n')  # only at the top
     with pytest.raises(UserError, match=r"child\.toml \[gan\]\.extends: unknown key"):
@@ -86,8 +86,8 @@ def test_an_unknown_or_malformed_parent_is_one_error(tmp_path):
 
 
 def test_extends_a_list_applies_the_parents_in_order(tmp_path):
-    (tmp_path / "base.toml").write_text('[gan]\nngf = 8\nndf = 8\n')
-    (tmp_path / "overlay.toml").write_text('[gan]\nndf = 4\n[encoder]\nepochs = 3\n')
+    (tmp_path / "base.toml").write_text("[gan]\nngf = 8\nndf = 8\n")
+    (tmp_path / "overlay.toml").write_text("[gan]\nndf = 4\n[encoder]\nepochs = 3\n")
     (tmp_path / "child.toml").write_text('extends = ["base.toml", "overlay.toml"]\n[gan]\nz_dim = 10\n')
     preset = load_preset(str(tmp_path / "child.toml"))
     assert (preset.gan.ngf, preset.gan.ndf, preset.gan.z_dim, preset.encoder.epochs) == (8, 4, 10, 3)

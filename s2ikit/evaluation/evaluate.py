@@ -20,9 +20,12 @@ from s2ikit.core import checkpoints
 from s2ikit.core.inference import GeneratorBundle, load_bundle
 from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.loader import make_loader
-from s2ikit.evaluation.report import write_report
+from s2ikit.evaluation.curves import write_curves
+from s2ikit.evaluation.report import headline_numbers, write_report
 from s2ikit.metrics import Context, Generated, build_metrics, measure
 from s2ikit.utils.atomic import read_json
+from s2ikit.utils.progress import track
+from s2ikit.utils.tensorboard_log import EVENTS_DIR, TensorBoardLog
 
 DEFAULT_METRICS = ("class_accuracy", "diversity", "fid", "inception_score", "s2igan_retrieval", "encoder_retrieval")
 
@@ -58,15 +61,22 @@ def evaluate(
     log(f"generating {config.images_per_caption} image(s) per test caption at {size} px")
     grid = GridCollector(config.grid_captions)
     loader = make_loader(data.root, LoaderConfig(split="test", mode="test", batch_size=config.batch_size))
-    captions = measure(bundle, loader, active.values(), config.images_per_caption, config.seed, grid)
+    total = -(-data.splits["test"].captions // config.batch_size)  # every caption, in full batches but the last
+    batches = track(loader, total, "evaluate: generating", "batches")
+    captions = measure(bundle, batches, active.values(), config.images_per_caption, config.seed, grid)
     report["test_captions"] = captions
     report["generated_images"] = captions * config.images_per_caption
     report["metrics"] = {name: metric.compute() for name, metric in active.items()}
     sections = [(metric.title, metric.section(report["metrics"][name])) for name, metric in active.items()]
     report["seconds"] = round(time.monotonic() - started, 1)
     report["report"] = str(out_dir / "report.md")
+    report["curves"] = write_curves(run_dir, out_dir)
     figures = {name: figure for metric in active.values() for name, figure in metric.figures().items()}
     write_report(report, grid.rows, out_dir, sections, figures)
+    if (run_dir / EVENTS_DIR).is_dir():  # the run's TensorBoard (training wrote one): the numbers at their step
+        events = TensorBoardLog(run_dir / EVENTS_DIR)
+        events.scalars(headline_numbers(report["metrics"]), int(bundle.info["step"]), prefix="eval/")
+        events.close()
     return report
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from s2ikit.core.grid import save_grid
-from s2ikit.utils.atomic import write_bytes, write_json
+from s2ikit.utils.atomic import read_json, write_bytes, write_json
 
 
 def write_report(
@@ -79,6 +79,12 @@ def markdown(report: dict[str, Any], sections: list[tuple[str, list[str]]]) -> s
         ]
     for title, section in sections:
         lines += [f"## {title}", "", *section, ""]
+    if "fid" in report["metrics"]:
+        lines += ["## FID protocol", "", fid_protocol(report), ""]
+    if report.get("curves"):
+        lines += ["## Training curves", "", "Each statistic of metrics.jsonl against the step (means over each log "
+                  "interval); with `s2ikit select`, the judge's accuracy of each kept checkpoint.", "",
+                  f"![curves]({report['curves']})", ""]  # fmt: skip
     if report["skipped"]:
         lines += ["## Skipped", ""]
         lines += [f"- **{name}**: {reason}" for name, reason in report["skipped"].items()]
@@ -86,3 +92,56 @@ def markdown(report: dict[str, Any], sections: list[tuple[str, list[str]]]) -> s
     lines += ["## Samples", "", "Each row: the real test image, then the images generated from its caption.", ""]
     lines += [f"![grid]({name})" for name in report["grids"]]
     return "\n".join(lines) + "\n"
+
+
+# ---- the report's headline numbers, for the model card (`s2ikit export`) and TensorBoard ---------------------
+# metric -> its fields that are measurements (the rest are counts, settings and provenance)
+HEADLINE = {
+    "class_accuracy": ("accuracy",),
+    "fid": ("value",),
+    "inception_score": ("mean", "std"),
+    "s2igan_retrieval": ("mAP", "R@1", "R@5", "R@10", "R@50"),
+    "encoder_retrieval": ("caption_to_generated",),
+}
+
+
+def headline_numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """`metric/field` (`metric/field/part` for a per-attribute or per-k field) -> value, e.g. `fid/value`."""
+    numbers = {}
+    for name, fields in HEADLINE.items():
+        for key in fields:
+            value = metrics.get(name, {}).get(key)
+            if isinstance(value, dict):
+                numbers.update({f"{name}/{key}/{k}": float(v) for k, v in value.items() if isinstance(v, (int, float))})
+            elif isinstance(value, (int, float)):
+                numbers[f"{name}/{key}"] = float(value)
+    return numbers
+
+
+def fid_protocol(report: dict[str, Any]) -> str:
+    """Which published FID protocol this report's FID follows, from the counts it was measured with.
+
+    S2IGAN's: one image per test caption against the real test images (pytorch-fid). DF-GAN's: 30,000
+    generated images (the test captions cycled) against the test images' statistics. Both use the TF
+    Inception-v3 of 2015-12-05; s2ikit's extractor is torch-fidelity's port of it with TF's resize, where
+    pytorch-fid resizes with torch's bilinear interpolation, so expect small differences at equal counts."""
+    fid, per_caption = report["metrics"]["fid"], report["settings"].get("images_per_caption")
+    counts = f"{fid['generated_images']} generated vs {fid['real_images']} real test images"
+    if per_caption == 1:
+        return f"S2IGAN's protocol: one image per test caption ({counts}). Compare with S2IGAN-style FIDs."
+    if fid["generated_images"] >= 30_000:
+        return f"DF-GAN's count: at least 30,000 generated images ({counts}). Compare with DF-GAN-style FIDs."
+    return (f"{counts}: neither S2IGAN's count (one image per test caption) nor DF-GAN's (30,000 generated); "
+            "compare only with FIDs measured with the same counts.")  # fmt: skip
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A report.json's step, counts, headline numbers and FID protocol; None when there is no report."""
+    if not path.is_file():
+        return None
+    report = read_json(path)
+    summary = {k: report.get(k) for k in ("step", "dataset", "test_captions", "generated_images", "checkpoint")}
+    summary["numbers"] = headline_numbers(report.get("metrics", {}))
+    if "fid" in report.get("metrics", {}):
+        summary["fid_protocol"] = fid_protocol(report)
+    return summary

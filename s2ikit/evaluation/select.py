@@ -31,6 +31,7 @@ from s2ikit.metrics import Context, build_metrics, measure
 from s2ikit.metrics.class_accuracy import ClassAccuracy
 from s2ikit.utils.atomic import atomic_path, write_json
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.progress import track
 
 
 def kept_generators(run_dir: Path) -> list[Path]:
@@ -107,7 +108,8 @@ def select_generator(
     for path in candidates:
         ctx.bundle = load_bundle(path).to(device)
         metrics, _ = build_metrics(["class_accuracy"], ctx)  # the judge is shared through ctx: trained once
-        measure(ctx.bundle, captions, metrics.values(), 1, config.seed)
+        batches = track(captions, len(captions), f"select: step {ctx.bundle.info['step']}", "batches")
+        measure(ctx.bundle, batches, metrics.values(), 1, config.seed)
         accuracy = metrics["class_accuracy"].compute()["accuracy"]
         ranked.append({"checkpoint": str(path), "step": ctx.bundle.info["step"], "accuracy": accuracy})
         shown = ", ".join(f"{head} {100 * v:.1f}%" for head, v in accuracy.items())

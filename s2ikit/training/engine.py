@@ -26,6 +26,7 @@ import torch
 
 from s2ikit.core import checkpoints
 from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag
+from s2ikit.training.monitor import RunMonitor
 from s2ikit.utils.atomic import read_json, write_bytes, write_json
 from s2ikit.utils.errors import UserError
 from s2ikit.utils.jsonl import append_jsonl
@@ -188,6 +189,7 @@ class Engine:
                  log: Callable[[str], None] = print):  # fmt: skip
         self.run_dir, self.info, self.schedule, self.log = run_dir, info, schedule, log
         self.config, self.section = config, section  # `section`: the preset section the config is ([gan], ...)
+        self.monitor = RunMonitor(run_dir, section, enabled=info.is_main)  # progress bar, TensorBoard events
 
     def resume(self, task: Task, enabled: bool) -> int:
         """Load the task's training state if there is one; returns the step to continue from."""
@@ -216,6 +218,14 @@ class Engine:
 
     def run(self, task: Task, start_step: int) -> dict[str, Any]:
         """Train from `start_step` to the end of the schedule (or the time budget); returns the run's status."""
+        if start_step < self.schedule.total_steps:
+            self.monitor.start(start_step, self.schedule.total_steps)
+        try:
+            return self._train(task, start_step)
+        finally:
+            self.monitor.close()
+
+    def _train(self, task: Task, start_step: int) -> dict[str, Any]:
         s, info = self.schedule, self.info
         if start_step >= s.total_steps:
             status = read_json(self.run_dir / STATUS) if (self.run_dir / STATUS).is_file() else {}
@@ -234,6 +244,7 @@ class Engine:
                 stats.add(task.train_step(batch, step))
                 task.after_step(step)
                 step += 1
+                self.monitor.advance(step)
                 epoch_end = step % s.steps_per_epoch == 0
                 out_of_time = False
                 if s.time_budget_minutes and (s.resumable_mid_epoch or epoch_end):
@@ -260,10 +271,13 @@ class Engine:
                         record = task.record(step, epoch, means, extra)
                         record["seconds"] = round(time.monotonic() - started, 1)
                         append_jsonl(self.run_dir / METRICS, record)
+                        self.monitor.record(record)
                         self.log(task.format(record))
                 snapshot_due = bool(s.snapshot_every) and step % s.snapshot_every == 0 or stopped is not None
                 if info.is_main and (snapshot_due or checkpoint_due):
                     task.snapshot(step, grid=snapshot_due)
+                    if snapshot_due:
+                        self.monitor.snapshot(step)
                 if checkpoint_due:
                     if info.is_main:
                         checkpoints.save(task.kind, {**task.state(), "step": step},
