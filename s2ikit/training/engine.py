@@ -80,7 +80,7 @@ class Task:
         """Main rank, at snapshot and checkpoint steps, before the checkpoint is written."""
 
     def on_checkpoint(self, step: int, stopped: dict[str, Any] | None) -> None:
-        """Main rank, after the training state of `step` is saved (the GAN's generator files)."""
+        """Main rank, just before the training state of `step` is saved (the GAN's generator files)."""
 
     def state(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -228,7 +228,7 @@ class Engine:
     def _train(self, task: Task, start_step: int) -> dict[str, Any]:
         s, info = self.schedule, self.info
         if start_step >= s.total_steps:
-            status = read_json(self.run_dir / STATUS) if (self.run_dir / STATUS).is_file() else {}
+            status = read_json(self.run_dir / STATUS) if (self.run_dir / STATUS).is_file() else {"reason": "schedule"}
             self.log(f"{self.run_dir}: already complete at step {start_step} of {s.total_steps}; nothing to do")
             return {**status, "step": start_step, "total_steps": s.total_steps, "already_complete": True}
         stats = RunningStats(s.divergence_threshold)
@@ -280,9 +280,11 @@ class Engine:
                         self.monitor.snapshot(step)
                 if checkpoint_due:
                     if info.is_main:
+                        # the task's files first: the training state is the commit point, so a kill between the
+                        # two resumes from the previous state and writes the task's files again
+                        task.on_checkpoint(step, stopped)
                         checkpoints.save(task.kind, {**task.state(), "step": step},
                                          self.run_dir / task.state_file, self.config)  # fmt: skip
-                        task.on_checkpoint(step, stopped)
                     last_good = step
                 barrier(info)
                 if stopped:
