@@ -74,7 +74,8 @@ def test_an_uploaded_recording_gives_generates_pixels(client, gan_run, tmp_path)
     got = pictures_of(result)
     assert len(got) == 3 and all(np.array_equal(a, b) for a, b in zip(got, expected))
     assert not np.array_equal(got[0], got[1])  # each picture its own z
-    details = result[2]
+    assert result[2] == "**speech.wav**: 1.50 s heard; 3 pictures, seed 7"
+    details = result[3]
     assert details["input"] == "speech.wav" and details["seed"] == 7 and details["images"] == 3
     assert abs(details["seconds"] - 1.5) < 0.02
     assert len(details["attention"]) == details["encoder_steps"] > 0
@@ -91,7 +92,7 @@ def test_a_microphone_recording_takes_the_same_path(client, tmp_path):
     from_mic = client.predict(handle(wav), 2, 3, api_name="/from_microphone")
     from_upload = client.predict(handle(wav), 2, 3, api_name="/from_upload")
     assert all(np.array_equal(a, b) for a, b in zip(pictures_of(from_mic), pictures_of(from_upload)))
-    assert from_mic[2]["input"] == "the recording"
+    assert from_mic[3]["input"] == "the recording"
     other_seed = client.predict(handle(wav), 2, 4, api_name="/from_microphone")
     assert not np.array_equal(pictures_of(other_seed)[0], pictures_of(from_mic)[0])
 
@@ -101,7 +102,7 @@ def test_a_typed_sentence_is_spoken_by_the_data_sets_voice(client, gan_run, tmp_
     result = client.predict("a large red circle", 2, 0, api_name="/from_text")
     expected = generated_pictures(gan_run, tmp_path / "grid.png", 2, 0, text="a large red circle")
     assert all(np.array_equal(a, b) for a, b in zip(pictures_of(result), expected))
-    assert result[2]["input"] == "a large red circle" and result[2]["seconds"] > 0.5
+    assert result[3]["input"] == "a large red circle" and result[3]["seconds"] > 0.5
 
 
 def _unreadable(tmp_path):
@@ -177,8 +178,8 @@ def test_two_visitors_at_once_each_get_their_own_pictures(client, tmp_path):
         together = list(pool.map(lambda job: job.result(timeout=120), jobs))
     for one, both in zip(alone, together):
         assert all(np.array_equal(a, b) for a, b in zip(pictures_of(one), pictures_of(both)))
-        assert one[2]["attention"] == both[2]["attention"]
-    assert len(together[0][2]["attention"]) != len(together[1][2]["attention"])  # different lengths: no mix-up
+        assert one[3]["attention"] == both[3]["attention"]
+    assert len(together[0][3]["attention"]) != len(together[1][3]["attention"])  # different lengths: no mix-up
 
 
 def handle(path):
@@ -229,3 +230,9 @@ def test_the_attention_curve_peaks_over_the_speech_it_weighs():
     panel = figure[2 * MARGIN + MEL_HEIGHT + 1 : 2 * MARGIN + MEL_HEIGHT + ATTENTION_HEIGHT, MARGIN:-MARGIN]
     filled = (np.abs(panel.astype(int) - [33, 145, 140]).sum(axis=2) < 10).sum(axis=0)  # curve height per column
     assert abs(int(np.argmax(filled)) - (30 * 4 + 8) / frames * WIDTH) <= 3
+
+
+@needs_gradio
+def test_a_folder_that_is_no_run_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", str(tmp_path), "--port", str(free_port())])
+    assert result.exit_code == 2 and "generator.pt: missing" in result.output and "Traceback" not in result.output

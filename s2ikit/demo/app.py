@@ -18,12 +18,13 @@ from s2ikit.demo.figures import heard_figure
 from s2ikit.utils.errors import UserError
 
 MAX_IMAGES = 8  # pictures per input: one row a screen wide
-# Small generators (32 px) are shown enlarged; nearest-neighbour keeps their pixels honest.
-CSS = "#pictures img { image-rendering: pixelated; }"
+# Small generators (32 px) are shown enlarged, nearest-neighbour keeping their pixels honest; the gallery shrinks
+# to its one row instead of Gradio's fixed height.
+CSS = "#pictures img { image-rendering: pixelated; } #pictures .fixed-height { min-height: 0; max-height: none; }"
 
 
 def answer(bundle: GeneratorBundle, num, seed, *, wav: str | None = None, text: str = "", name: str = ""):
-    """One request: (gallery items, heard figure, details) or a gr.Error with the reason."""
+    """One request: (gallery, heard figure, one-line summary, details) or a gr.Error with the reason."""
     try:
         num, seed = _whole(num, "number of images", 1, MAX_IMAGES), _whole(seed, "seed", 0, 2**31 - 1)
         if wav is not None:
@@ -44,7 +45,9 @@ def answer(bundle: GeneratorBundle, num, seed, *, wav: str | None = None, text: 
         "image_size": int(picture.images.shape[1]),
         "generator_step": picture.step,
     }
-    return gr.Gallery(value=gallery, columns=num), heard_figure(picture), details
+    heard = f"{picture.seconds:.2f} s heard" if wav is not None else f"spoken in {picture.seconds:.2f} s"
+    summary = f"**{html.escape(name or 'the typed sentence')}**: {heard}; {num} pictures, seed {seed}"
+    return gr.Gallery(value=gallery, columns=num), heard_figure(picture), summary, details
 
 
 def _whole(value, what: str, low: int, high: int) -> int:
@@ -56,34 +59,55 @@ def _whole(value, what: str, low: int, high: int) -> int:
 def build_app(bundle: GeneratorBundle) -> gr.Blocks:
     with gr.Blocks(title="s2ikit demo", analytics_enabled=False) as app:
         step = bundle.info.get("step")
+        shown = "/".join(bundle.path.parts[-3:])  # the run folder and the file: where it came from, not our disk
         gr.Markdown(
             "# s2ikit: say what to draw\n"
-            f"Generator `{bundle.path}`" + (f" (step {step})" if step is not None else "") + ". Speak a "
+            f"Generator `{shown}`" + (f" (step {step})" if step is not None else "") + ". Speak a "
             "description, upload a recording or type a sentence; each picture uses a different noise vector z, "
             "so the row shows what the speech fixes and what z varies."
         )
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Tab("Speak"):
-                    microphone = gr.Audio(sources=["microphone"], type="filepath", label="Microphone")
+                    microphone = gr.Audio(
+                        sources=["microphone"], type="filepath", label="Microphone", elem_id="microphone"
+                    )
                     from_microphone = gr.Button("Draw what I said", variant="primary")
                 with gr.Tab("Upload"):
-                    upload = gr.Audio(sources=["upload"], type="filepath", label="A recording (any rate, mono or not)")
+                    upload = gr.Audio(
+                        sources=["upload"],
+                        type="filepath",
+                        label="A recording (any rate, mono or not)",
+                        elem_id="upload",
+                    )
                     from_upload = gr.Button("Draw the recording", variant="primary")
                 with gr.Tab("Type"):
                     text = gr.Textbox(
-                        label="A sentence, spoken by the data set's voice", placeholder="a large red circle"
+                        label="A sentence, spoken by the data set's voice",
+                        placeholder="a large red circle",
+                        elem_id="sentence",
                     )
                     from_text = gr.Button("Draw the sentence", variant="primary")
                 num = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Pictures (one noise vector z each)")
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed (the same seed gives the same pictures)")
             with gr.Column(scale=2):
                 pictures = gr.Gallery(
-                    label="Pictures", elem_id="pictures", columns=4, rows=1, format="png", object_fit="contain"
+                    label="Pictures",
+                    elem_id="pictures",
+                    columns=4,
+                    rows=1,
+                    height="auto",
+                    format="png",
+                    object_fit="contain",
                 )
-                heard = gr.Image(label="What the model heard", elem_id="heard", format="png", interactive=False)
-                details = gr.JSON(label="Details", elem_id="details")
-        outputs = [pictures, heard, details]
+                summary = gr.Markdown(elem_id="summary")
+                # The figure carries its own titles; Gradio's label badge would cover the first.
+                heard = gr.Image(
+                    label="What the model heard", show_label=False, elem_id="heard", format="png", interactive=False
+                )
+                with gr.Accordion("The numbers behind the figure", open=False):
+                    details = gr.JSON(label="Details", elem_id="details")
+        outputs = [pictures, heard, summary, details]
 
         def on_microphone(path, n, s):
             if path is None:
