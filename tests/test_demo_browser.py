@@ -50,6 +50,8 @@ def page(gan_run, spoken):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.requested = []  # every URL the page asks for, for the last test
+        page.on("request", lambda request: page.requested.append(request.url))
         page.goto(f"http://127.0.0.1:{port}/")
         yield page
         browser.close()
@@ -121,3 +123,13 @@ def test_a_silent_upload_is_explained_in_the_page(page, tmp_path):
     page.locator("#upload input[type=file]").set_input_files(str(quiet))
     page.get_by_role("button", name="Draw the recording").click()
     page.get_by_text("quiet.wav: silent (no signal at all)").wait_for(timeout=60_000)
+
+
+def test_the_page_fetches_nothing_from_outside_this_machine(page):
+    """A GPU machine behind an SSH tunnel often has no internet: the page (run last, after the tests above)
+    must not need any, for fonts, scripts or telemetry."""
+    from urllib.parse import urlparse
+
+    fetched = [urlparse(url) for url in page.requested]
+    hosts = {url.hostname for url in fetched if url.scheme not in ("data", "blob")}  # those never leave the page
+    assert hosts == {"127.0.0.1"}
