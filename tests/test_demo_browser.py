@@ -75,6 +75,8 @@ def test_speaking_into_the_microphone_shows_pictures_and_what_was_heard(page, ga
     page.get_by_role("button", name="Record").click()
     time.sleep(RECORD_SECONDS)
     page.locator("#microphone button.stop-button").click()
+    download = page.locator("#microphone a[download]")
+    download.wait_for(timeout=60_000)  # the recording has reached the server: only now is there one to draw
     page.get_by_role("button", name="Draw what I said").click()
     pictures = shown_pictures(page, "the recording")
     assert len(pictures) == NUM and len({p.tobytes() for p in pictures}) == NUM  # one noise vector z each
@@ -82,7 +84,7 @@ def test_speaking_into_the_microphone_shows_pictures_and_what_was_heard(page, ga
     # it is fetched back from the page: the sentence's sound, and exactly `generate`'s pixels for it. (Whether
     # the pictures look red takes a trained generator; the fixture's draws 32 px noise after two steps.)
     recording = tmp_path / "recording.wav"
-    recording.write_bytes(page.request.get(page.locator("#microphone a[download]").get_attribute("href")).body())
+    recording.write_bytes(page.request.get(download.get_attribute("href")).body())
     audio, rate = sf.read(recording)
     assert 0.5 * RECORD_SECONDS < len(audio) / rate < 2 * RECORD_SECONDS
     assert np.abs(audio).max() > 0.5 * np.abs(sf.read(spoken)[0]).max()  # the sentence at its level, not silence
