@@ -407,6 +407,7 @@ class GANConfig:
     select_captions=at_least(1),
     diversity_images=at_least(0),
     diversity_real_per_class=at_least(2),
+    fid_images=at_least(2),
 )
 class EvaluateConfig:
     """`s2ikit evaluate`: what is generated for the test split and how it is judged (paper Sect. 5.1)."""
@@ -435,6 +436,11 @@ class EvaluateConfig:
     # images when there are no classes). 1.0: as varied as the real images; 0: one picture per caption. 0 = off.
     diversity_images: int = 4
     diversity_real_per_class: int = 16
+    # FID's reference protocol: "s2igan" (the images of the evaluation pass, one per test caption at
+    # images_per_caption 1, against the real test images) or "dfgan" (`fid_images` images generated from the
+    # test captions, cycled, against the test images enlarged to about as many by flips and shifts).
+    fid_protocol: Literal["s2igan", "dfgan"] = "s2igan"
+    fid_images: int = 30_000  # "dfgan" only: DF-GAN's count
 
 
 @dataclass(frozen=True)

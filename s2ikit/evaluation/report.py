@@ -127,6 +127,10 @@ def fid_protocol(report: dict[str, Any]) -> str:
     pytorch-fid resizes with torch's bilinear interpolation, so expect small differences at equal counts."""
     fid, per_caption = report["metrics"]["fid"], report["settings"].get("images_per_caption")
     counts = f"{fid['generated_images']} generated vs {fid['real_images']} real test images"
+    if fid.get("protocol_name") == "dfgan":
+        return (f"DF-GAN's protocol (evaluate.fid_protocol = \"dfgan\"): generated images from the cycled test "
+                f"captions against the test images enlarged by flips and shifts ({counts}). Compare with "
+                "DF-GAN-style FIDs only.")  # fmt: skip
     if per_caption == 1:
         return f"S2IGAN's protocol: one image per test caption ({counts}). Compare with S2IGAN-style FIDs."
     if fid["generated_images"] >= 30_000:
