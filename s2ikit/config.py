@@ -220,6 +220,10 @@ class GANConfig:
     # device: 4 KB per utterance at 1024-d, about 360 MB for CUB's 88k); false recomputes it every step.
     cache_speech: bool = True
     divergence_threshold: float = 1e4  # |loss| above this (or NaN) stops training, keeping the last good checkpoint
+    # Model shape where the paper gives no value (it gives only the 256 px plan and no MLP width):
+    d_plan: str = "image"  # D's channels below 256 px: "image" (ndf at full size, doubling; DF-GAN's) or "head"
+    smm_hidden: int = 0  # hidden width of the SMM / affine MLPs; 0 = the block's channel count (DF-GAN's)
+    condition: str = "speech"  # each block's fusion sees "speech" (the paper's eqs. 4-5) or "noise+speech" (DF-GAN)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ PAM  (eqs. 9-10): PA = sigmoid(conv1x1(ReLU(BN(conv3x3(F'))))) in R^{1xHxW};  M_
 SMM  (eqs. 11-13): WA = MLP(ReLU(MLP(s))), BA = MLP(ReLU(MLP(s))) in R^{Cx1x1};  M_s(F', s) = F' * WA + BA
 WFM  (eqs. 14-18): IF = M_p + M_s;  WF = softmax over the two branches of MLP(GELU(MLP(GAP(IF)))) in R^{Cx2};
                    M_f = WF_1 * M_p + WF_2 * M_s
+The paper does not give the width of SMM's MLPs: `smm_hidden` sets it, 0 meaning the block's channel count
+(DF-GAN's affine MLPs); the paper presets state 256.
 Ablation switches (paper Tables 3-6): fusion "wfm" | "add" | "product"; attention "pam" | "none".
 `DFGANFusion` is DF-GAN's affine fusion block (gamma/beta MLPs, LeakyReLU, twice) for the "dfgan" block study.
 """
@@ -38,10 +40,12 @@ def _mlp(cond_dim: int, channels: int, hidden: int) -> nn.Sequential:
 
 
 class SpeechModulation(nn.Module):
-    """SMM, eqs. 11-13. The scale starts at 1 and the shift at 0, so an untrained block passes F' through."""
+    """SMM, eqs. 11-13. The scale starts at 1 and the shift at 0, so an untrained block passes F' through.
+    `hidden` is the MLPs' width; 0 = `channels`."""
 
     def __init__(self, channels: int, cond_dim: int, hidden: int = 256):
         super().__init__()
+        hidden = hidden or channels
         self.scale = _mlp(cond_dim, channels, hidden)
         self.shift = _mlp(cond_dim, channels, hidden)
         for mlp, bias in ((self.scale, 1.0), (self.shift, 0.0)):
