@@ -108,6 +108,14 @@ def test_modules_keep_the_feature_map_shape():
             assert VSFM(8, 12, fusion, attention)(x, s).shape == x.shape
 
 
+def test_pam_is_eq_9():
+    pam = PixelAttention(16).train()
+    x = torch.randn(3, 16, 6, 6)
+    expected = torch.sigmoid(pam.out(F.relu(pam.bn(pam.conv(x)))))  # eq. 9 with the module's own 1x1 conv
+    torch.testing.assert_close(pam.attention_map(x), expected)
+    torch.testing.assert_close(pam(x), x * expected)  # eq. 10
+
+
 def test_wfm_weights_sum_to_one_per_channel():
     wfm = WeightedFusion(8)
     torch.nn.init.normal_(wfm.fc2.weight, std=3.0)

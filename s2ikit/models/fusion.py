@@ -29,7 +29,10 @@ class PixelAttention(nn.Module):
         self.out = nn.Conv2d(hidden, 1, 1)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.out(F.relu(self.bn(self.conv(x)))))
+        h = F.relu(self.bn(self.conv(x)))
+        # the 1x1 conv to one channel as a weighted channel sum: the same map, without a conv kernel's overhead
+        # on a handful of input channels (several times faster on CPU)
+        return torch.sigmoid((h * self.out.weight).sum(dim=1, keepdim=True) + self.out.bias.view(1, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.attention_map(x)
@@ -112,7 +115,8 @@ class VSFM(nn.Module):
         pa = self.pam.attention_map(x)  # (B, 1, H, W)
         scale, shift = self.smm.scale(s), self.smm.shift(s)  # (B, C)
         hw = x.shape[2] * x.shape[3]
-        pooled = torch.einsum("bchw,bhw->bc", x, pa[:, 0]) / hw + scale * x.mean(dim=(2, 3)) + shift
+        # sums, not means: a mean's backward spends a full-size division on spreading its gradient
+        pooled = (torch.einsum("bchw,bhw->bc", x, pa[:, 0]) + scale * x.sum(dim=(2, 3))) / hw + shift
         w = torch.softmax(self.wfm.fc2(F.gelu(self.wfm.fc1(pooled))).view(-1, 2, x.shape[1]), dim=1)
         w1, w2 = w[:, 0, :, None, None], w[:, 1, :, None, None]
         gain = torch.addcmul(1 + w2 * scale[:, :, None, None], w1, pa)  # (B, C, H, W)
