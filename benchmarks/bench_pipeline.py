@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="a `s2ikit prepare` output at 256 px (default: make one here)")
     parser.add_argument("--only", nargs="+", default=["loader", "generate", "memory"])
     parser.add_argument("--batches", type=int, default=20, help="timed loader batches")
-    parser.add_argument("--steps", type=int, default=3, help="timed GAN steps")
+    parser.add_argument("--steps", type=int, default=2, help="timed GAN steps")
     parser.add_argument("--repeats", type=int, default=5, help="timed generate calls")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

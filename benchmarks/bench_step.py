@@ -10,7 +10,8 @@ ships with s2ikit. Get it with:  git clone https://github.com/tobran/DF-GAN  the
 That file is imported, i.e. run as Python: point it only at a copy you trust. Without it, s2ikit's own
 `gan.block = "dfgan"` ablation (DF-GAN's fusion in s2ikit's network) stands in for DF-GAN.
 Repetitions alternate (s2ikit, DF-GAN, DF-GAN, s2ikit, ...) so that load on a shared machine hits both alike;
-each column is a median. ratio = s2ikit s/step / DF-GAN s/step.
+each column is the fastest of them (the step least disturbed by other processes: on a busy machine medians
+swing by tens of percent from run to run, minima by a few). ratio = s2ikit s/step / DF-GAN s/step.
 Usage: python benchmarks/bench_step.py [--dfgan PATH] [--rows 32:16:16 64:32:32 ...] [--reps 3] [--threads 1]
 """
 
@@ -20,7 +21,6 @@ import argparse
 import dataclasses
 import importlib.util
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +126,7 @@ def dfgan_step(gan, size: int, nf: int, batch: int, cond: int, z_dim: int = 100)
 
 
 def interleaved(a: Callable[[], float], b: Callable[[], float], reps: int) -> tuple[float, float]:
-    """Median seconds of `a` and `b` after one warm-up each, in the order a b b a a b ..."""
+    """Fastest seconds of `a` and `b` after one warm-up each, in the order a b b a a b ..."""
     a(), b()
     ta, tb = [], []
     for i in range(reps):
@@ -134,7 +134,7 @@ def interleaved(a: Callable[[], float], b: Callable[[], float], reps: int) -> tu
         t1, t2 = first(), second()
         (ta, tb)[first is b].append(t1)
         (ta, tb)[second is b].append(t2)
-    return statistics.median(ta), statistics.median(tb)
+    return min(ta), min(tb)
 
 
 def main() -> None:
@@ -159,7 +159,7 @@ def main() -> None:
     other = "DF-GAN" if gan else "dfgan-block"
     base = GANConfig(damsm_weight=0.0, smm_hidden=args.smm_hidden, condition=args.condition, d_plan=args.d_plan)
     print(
-        f"GAN training step, {args.threads} thread(s), median of {args.reps} interleaved steps, cond {args.cond}, "
+        f"GAN training step, {args.threads} thread(s), fastest of {args.reps} interleaved steps, cond {args.cond}, "
         f"s2ikit smm_hidden {args.smm_hidden}, condition {args.condition}, d_plan {args.d_plan}"
     )
     header = (
