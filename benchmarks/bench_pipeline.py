@@ -2,10 +2,11 @@
 
   loader:   samples/s of the training loader (data/loader.py, mode train, batch 32) on 256 px JPEG shards, in
             this process and with one worker process, against the samples/s a 64 px GAN step at batch 32
-            consumes here (the CUB preset's model, no DAMSM). ratio = loader / GAN; goal >= 10 per worker.
+            consumes here (the CUB preset's model with ndf = ngf = 32 as in bench_step.py's 64 px row, no
+            DAMSM). ratio = loader / GAN; goal >= 10 per worker.
   generate: one wav (3 s) -> four 256 px images on CPU after warm-up, split into log-mel, speech encoder and
             generator (the CUB preset's encoder and generator, random weights). goal <= 0.5 s.
-  memory:   peak RSS of the 64 px, batch 32 GAN step, in a fresh process, and its growth over the RSS before
+  memory:   peak RSS of that 64 px, batch 32 GAN step, in a fresh process, and its growth over the RSS before
             the first step.
 The shards come from `--data` (a `s2ikit prepare` output at 256 px) or are made here with the project's own
 preparation: `shapes` at 256 px JPEG, a few images per class, into a temporary folder (TTS through the usual
@@ -32,13 +33,13 @@ from s2ikit.config import LoaderConfig, load_preset
 from s2ikit.models.discriminator import Discriminator
 from s2ikit.models.generator import Generator
 
-GAN_BATCH, GAN_SIZE = 32, 64
+GAN_BATCH, GAN_SIZE, GAN_NDF = 32, 64, 32  # the step whose consumption the loader must outpace
 
 
-def cub_gan(image_size: int):
+def cub_gan(image_size: int, **changes):
     """The CUB preset's GAN settings at `image_size`, DAMSM off (its Inception-v3 would dominate a CPU step)."""
     preset = load_preset("cub")
-    return dataclasses.replace(preset.gan, image_size=image_size, damsm_weight=0.0), preset
+    return dataclasses.replace(preset.gan, image_size=image_size, damsm_weight=0.0, **changes), preset
 
 
 def build_generator(config, cond: int) -> Generator:
@@ -50,7 +51,7 @@ def gan_step(image_size: int, batch: int):
     """One train-gan step (D phase with MA-GP, G phase, Adam) on random inputs, as a closure."""
     from s2ikit.training.gan_loss import FusionS2iGanLoss
 
-    config, preset = cub_gan(image_size)
+    config, preset = cub_gan(image_size, ndf=GAN_NDF)
     cond = preset.encoder.embed_dim
     torch.manual_seed(0)
     G, D = build_generator(config, cond), Discriminator(cond, image_size, config.ndf, config.d_plan)
@@ -136,7 +137,7 @@ def bench_loader(data: Path, batches: int, steps: int) -> None:
     print(f"{'GAN step (' + f'{statistics.median(times):.2f} s)':<28} | {GAN_SIZE:>8} | {consumed:>9.1f} | {1:>12.1f}")
     for workers in (0, 1):
         rate, side = loader_rate(data, workers, batches)
-        name = "loader, in process" if workers == 0 else "loader, 1 worker process"
+        name = f"loader, in process ({torch.get_num_threads()} thr.)" if workers == 0 else "loader, 1 worker process"
         print(f"{name:<28} | {side:>8} | {rate:>9.1f} | {rate / consumed:>12.1f}", flush=True)
     print("goal: ratio >= 10 for one worker")
 
@@ -195,7 +196,7 @@ def bench_generate(tmp: Path, repeats: int) -> None:
 def bench_memory() -> None:
     with mp.get_context("spawn").Pool(1) as pool:
         peak, growth = pool.apply(step_memory, ((GAN_SIZE, GAN_BATCH),))
-    config, _ = cub_gan(GAN_SIZE)
+    config, _ = cub_gan(GAN_SIZE, ndf=GAN_NDF)
     print(
         f"\nmemory of a GAN step ({GAN_SIZE} px, batch {GAN_BATCH}, ngf {config.ngf}, ndf {config.ndf}, "
         f"smm_hidden {config.smm_hidden}, fresh process)"
