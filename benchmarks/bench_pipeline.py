@@ -172,26 +172,33 @@ def bench_generate(tmp: Path, repeats: int) -> None:
     )
     wav = tmp / "caption.wav"
     write_wav(wav)
-    parts: dict[str, list[float]] = {"log-mel": [], "speech encoder": [], "generator (4 images)": [], "total": []}
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        mel = mel_of_wav(wav, bundle.features)
-        t1 = time.perf_counter()
-        embedding = embed_speech(bundle.speech_encoder, [mel], bundle.device)
-        t2 = time.perf_counter()
-        images = generate_images(bundle, embedding, num=4, seed=0)
-        t3 = time.perf_counter()
-        if i:  # the first call is the warm-up (numba, allocator, oneDNN kernels)
-            for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
-                parts[name].append(seconds)
-    assert images.shape == (1, 4, 3, 256, 256)
+    default_threads = torch.get_num_threads()
+    columns = {}  # threads -> stage -> seconds of each timed call
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        parts: dict[str, list[float]] = {"log-mel": [], "speech encoder": [], "generator (4 images)": [], "total": []}
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            mel = mel_of_wav(wav, bundle.features)
+            t1 = time.perf_counter()
+            embedding = embed_speech(bundle.speech_encoder, [mel], bundle.device)
+            t2 = time.perf_counter()
+            images = generate_images(bundle, embedding, num=4, seed=0)
+            t3 = time.perf_counter()
+            if i:  # the first call is the warm-up (numba, allocator, oneDNN kernels)
+                for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+                    parts[name].append(seconds)
+        assert images.shape == (1, 4, 3, 256, 256)
+        columns[threads] = parts
+    torch.set_num_threads(default_threads)
     print(
         f"\ngenerate: one 3 s wav -> four 256 px images (CUB preset: embed {enc.embed_dim}, ngf {config.ngf}, "
-        f"smm_hidden {config.smm_hidden}; {torch.get_num_threads()} threads, median of {repeats})"
+        f"smm_hidden {config.smm_hidden}; seconds, median / fastest of {repeats} calls)"
     )
-    print(f"{'stage':<22} | {'median s':>8} | {'fastest s':>9}")
-    for name, values in parts.items():
-        print(f"{name:<22} | {statistics.median(values):>8.3f} | {min(values):>9.3f}")
+    print(f"{'stage':<22} | " + " | ".join(f"{f'{t} thread(s)':>15}" for t in columns))
+    for name in parts:
+        cells = [f"{statistics.median(c[name]):>7.3f} / {min(c[name]):.3f}" for c in columns.values()]
+        print(f"{name:<22} | " + " | ".join(f"{cell:>15}" for cell in cells))
     print("goal: total (median) <= 0.5 s")
 
 
