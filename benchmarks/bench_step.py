@@ -157,13 +157,14 @@ def main() -> None:
     else:
         print(HOW_TO_GET)
     other = "DF-GAN" if gan else "dfgan-block"
+    other_params = f"{other} G/D+C params" if gan else f"{other} G/D params"
     base = GANConfig(damsm_weight=0.0, smm_hidden=args.smm_hidden, condition=args.condition, d_plan=args.d_plan)
     print(
         f"GAN training step, {args.threads} thread(s), fastest of {args.reps} interleaved steps, cond {args.cond}, "
         f"s2ikit smm_hidden {args.smm_hidden}, condition {args.condition}, d_plan {args.d_plan}"
     )
     header = (
-        f"{'res':>4} | {'ngf=ndf':>7} | {'batch':>5} | {'s2ikit G/D params':>17} | {other + ' G/D+C params':>22} | "
+        f"{'res':>4} | {'ngf=ndf':>7} | {'batch':>5} | {'s2ikit G/D params':>17} | {other_params:>22} | "
         f"{'s2ikit s/step':>13} | {other + ' s/step':>18} | {'ratio':>5}"
     )
     print(header)
