@@ -17,6 +17,8 @@ WORKERS ?= 2
 CHROMIUM ?= /usr/bin/chromium
 BROWSER_STAMP := $(VENV)/.s2ikit-browser-installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# make bench DFGAN=DF-GAN/code/models/GAN.py (git clone https://github.com/tobran/DF-GAN; or set DFGAN_GAN_PY)
+DFGAN ?=
 
 .PHONY: help venv test test-slow test-browser test-coqui reproduce bench lint clean
 
@@ -71,8 +73,10 @@ reproduce: $(STAMP)  ## the whole chain on shapes (about 30 min on 2 CPU cores);
 	@echo "Evaluated:       $(GENERATOR)"
 	@echo "Report:          $(RUN)/gan/eval/report.md"
 
-bench: $(STAMP)  ## benchmarks: preparation vs TTS alone, --workers; GAN step cost (VSFM vs DF-GAN); encoder rate
-	$(BIN)/python benchmarks/bench_prepare.py
+bench: $(STAMP)  ## benchmarks (~10 min on 2 cores): GAN step vs DF-GAN's (DFGAN=.../code/models/GAN.py), loader, generate, memory
+	$(BIN)/python benchmarks/bench_step.py $(if $(DFGAN),--dfgan $(DFGAN))
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_prepare.py --images-per-class 2
 	$(BIN)/python benchmarks/bench_models.py
 
 lint: $(STAMP)  ## ruff lint and format check

@@ -315,6 +315,7 @@ class EncoderConfig:
 @dataclass(frozen=True)
 @checked(
     "gan",
+    smm_hidden=at_least(0),
     image_size=power_of_two(32, 256),  # the generator's and discriminator's block plans
     ngf=at_least(1),
     ndf=at_least(1),
@@ -390,6 +391,12 @@ class GANConfig:
     # device: 4 KB per utterance at 1024-d, about 360 MB for CUB's 88k); false recomputes it every step.
     cache_speech: bool = True
     divergence_threshold: float = 1e4  # |loss| above this (or NaN) stops training, keeping the last good checkpoint
+    # Model shape where the paper gives no value (it gives only the 256 px plan and no MLP width):
+    d_plan: Literal["image", "head"] = "image"  # D's channels below 256 px: "image" (ndf at full size, doubling;
+    #                                             DF-GAN's) or "head" (the last entries of the 256 px plan)
+    smm_hidden: int = 0  # hidden width of the SMM / affine MLPs; 0 = the block's channel count (DF-GAN's)
+    # each block's fusion sees "speech" (the paper's eqs. 4-5) or "noise+speech" (z too, as DF-GAN's code does)
+    condition: Literal["speech", "noise+speech"] = "speech"
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from s2ikit.config import GANConfig
-from s2ikit.models.discriminator import Discriminator
+from s2ikit.models.discriminator import Discriminator, DownBlock
 from s2ikit.models.fusion import VSFM, PixelAttention, SpeechModulation, WeightedFusion
 from s2ikit.models.generator import Generator, channel_plan
 from s2ikit.training.gan_loss import FusionS2iGanLoss, ma_gp
@@ -26,16 +27,76 @@ def test_generator_and_discriminator_shapes(size):
     images = G(z, s)
     assert images.shape == (3, 3, size, size) and images.abs().max() <= 1
     assert len(G.blocks) == len(channel_plan(size)) and G.blocks[-1].conv2.out_channels == 4
-    assert D.features(images).shape == (3, 16 * 4, 4, 4)  # (16 ndf, 4, 4): 1024 x 4 x 4 at ndf 64
+    assert D.features(images).shape == (3, D.feature_channels, 4, 4)
     assert D(images, s).shape == (3,)
     real, mismatched = D(images, s, s.roll(1, 0))
     assert real.shape == mismatched.shape == (3,)
 
 
-def test_discriminator_matches_the_paper_at_256():
-    D = Discriminator(cond_dim=1024, image_size=256, ndf=64)
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_the_paper_model_at_256_px_is_pinned():
+    # the CUB preset's model (gan.ngf 32, ndf 64, 1024-d speech, SMM width 256), built by the constructors' defaults
+    G, D = Generator(), Discriminator()
+    assert [(b.conv1.in_channels, b.conv1.out_channels) for b in G.blocks] == [
+        (256, 256), (256, 256), (256, 256), (256, 256), (256, 128), (128, 64), (64, 32)
+    ]  # fmt: skip
+    assert [b.fuse1.smm.scale[0].out_features for b in G.blocks] == [256] * 7
+    assert G.blocks[0].fuse1.smm.scale[0].in_features == 1024
+    assert D.stem.out_channels == 64
     assert [b.conv1.out_channels for b in D.blocks] == [64, 128, 256, 512, 1024, 1024]
     assert D.head[0].in_channels == 2048  # (1024 image + 1024 speech, 4, 4)
+    assert _count(G) == 15_702_005 and _count(D) == 53_059_207
+    # at 256 px both discriminator plans are the paper's
+    assert _count(Discriminator(plan="head")) == 53_059_207
+    assert _count(Generator(smm_hidden=256, condition="speech")) == 15_702_005
+
+
+def test_discriminator_plans_below_256_px():
+    image, head = Discriminator(16, 32, 8, plan="image"), Discriminator(16, 32, 8, plan="head")
+    assert image.stem.out_channels == 8  # ndf channels at full resolution, doubling as the map shrinks
+    assert [b.conv1.out_channels for b in image.blocks] == [8, 16, 32] and image.feature_channels == 32
+    assert head.stem.out_channels == 64  # the 4x4 end of the paper's plan: 8 ndf at 32 x 32
+    assert [b.conv1.out_channels for b in head.blocks] == [64, 128, 128] and head.feature_channels == 128
+    assert [b.conv1.out_channels for b in Discriminator(16, 64, 8).blocks] == [8, 16, 32, 64]
+    with pytest.raises(ValueError, match="image|head"):
+        Discriminator(16, 32, 8, plan="middle")
+
+
+def test_down_block_pools_before_its_shortcut_without_changing_the_result():
+    block = DownBlock(4, 8)
+    block.gamma.data.fill_(0.7)
+    x = torch.randn(2, 4, 8, 8)
+    h = F.leaky_relu(block.conv2(F.leaky_relu(block.conv1(x), 0.2)), 0.2)
+    torch.testing.assert_close(block(x), F.avg_pool2d(block.shortcut(x), 2) + 0.7 * h)  # DF-GAN's order
+
+
+def test_smm_width_follows_the_channels_when_zero():
+    G = Generator(cond_dim=16, image_size=32, ngf=4, smm_hidden=0)
+    for block in G.blocks:
+        for fuse in (block.fuse1, block.fuse2):
+            assert fuse.smm.scale[0].out_features == fuse.smm.scale[-1].out_features == fuse.bn.num_features
+    dfgan = Generator(cond_dim=16, image_size=32, ngf=4, block="dfgan", smm_hidden=0)
+    assert dfgan.blocks[1].fuse1.affine1.shift[0].out_features == 32  # DF-GAN's Affine: hidden = channels
+    assert Generator(cond_dim=16, image_size=32, ngf=4, smm_hidden=24).blocks[3].fuse2.smm.shift[0].out_features == 24
+
+
+@pytest.mark.parametrize("condition", ["speech", "noise+speech"])
+def test_noise_reaches_every_block_only_with_noise_plus_speech(condition):
+    torch.manual_seed(0)
+    G = Generator(cond_dim=16, image_size=32, ngf=4, z_dim=8, condition=condition).eval()
+    torch.nn.init.zeros_(G.fc.weight), torch.nn.init.constant_(G.fc.bias, 0.3)  # z no longer enters through FC
+    for module in G.modules():
+        if isinstance(module, SpeechModulation):
+            torch.nn.init.normal_(module.scale[-1].weight), torch.nn.init.normal_(module.shift[-1].weight)
+    s = torch.randn(2, 16)
+    a, b = G(torch.randn(2, 8), s), G(torch.randn(2, 8), s)
+    assert G.blocks[0].fuse1.smm.scale[0].in_features == (24 if condition == "noise+speech" else 16)
+    assert (a - b).abs().max() > 1e-3 if condition == "noise+speech" else torch.equal(a, b)
+    with pytest.raises(ValueError, match="condition"):
+        Generator(cond_dim=16, image_size=32, ngf=4, condition="noise")
 
 
 def test_modules_keep_the_feature_map_shape():
@@ -45,6 +106,14 @@ def test_modules_keep_the_feature_map_shape():
     for fusion in ("wfm", "add", "product"):
         for attention in ("pam", "none"):
             assert VSFM(8, 12, fusion, attention)(x, s).shape == x.shape
+
+
+def test_pam_is_eq_9():
+    pam = PixelAttention(16).train()
+    x = torch.randn(3, 16, 6, 6)
+    expected = torch.sigmoid(pam.out(F.relu(pam.bn(pam.conv(x)))))  # eq. 9 with the module's own 1x1 conv
+    torch.testing.assert_close(pam.attention_map(x), expected)
+    torch.testing.assert_close(pam(x), x * expected)  # eq. 10
 
 
 def test_wfm_weights_sum_to_one_per_channel():

@@ -99,3 +99,14 @@ def test_the_cpu_overlay_keeps_each_data_set_and_makes_it_cpu_sized():
         assert small.gan.image_size == 32 and small.prepare.image_size == 64 and small.encoder.image_encoder == "cnn"
         assert small.gan.time_budget_minutes == 0 and small.encoder.time_budget_minutes == 0  # defined by steps
         assert getattr(small, name).limit > 0 and own.features == small.features
+
+
+def test_the_cub_preset_builds_the_papers_networks():
+    from s2ikit.core.factories import build_discriminator, build_generator, generator_args
+
+    gan = load_preset("cub").gan
+    G, D = build_generator(generator_args(gan, 1024)), build_discriminator(gan, 1024)
+    assert [block.conv2.out_channels for block in G.blocks] == [256, 256, 256, 256, 128, 64, 32]  # x ngf 32
+    assert D.feature_channels == 1024  # 64..1024 at ndf 64 (the paper's 256 px plan)
+    assert sum(p.numel() for p in G.parameters()) == 15_702_005  # pinned from the paper model's first build
+    assert sum(p.numel() for p in D.parameters()) == 53_059_207

@@ -20,8 +20,10 @@ from s2ikit.models.image_encoder import build_image_encoder
 from s2ikit.models.speech_encoder import SpeechEncoder
 from s2ikit.utils.errors import UserError
 
-GENERATOR_SETTINGS = ("image_size", "ngf", "z_dim", "block", "modules", "fusion", "attention")
-DISCRIMINATOR_SETTINGS = ("image_size", "ndf")
+GENERATOR_SETTINGS = (
+    "image_size", "ngf", "z_dim", "block", "modules", "fusion", "attention", "smm_hidden", "condition",
+)  # fmt: skip
+DISCRIMINATOR_SETTINGS = ("image_size", "ndf", "d_plan")
 GAN_MODEL_SETTINGS = tuple(dict.fromkeys(GENERATOR_SETTINGS + DISCRIMINATOR_SETTINGS))
 ENCODER_MODEL_SETTINGS = (
     "embed_dim", "conv_channels", "rnn_layers", "attention_hidden", "dropout", "image_encoder", "cnn_width",
@@ -37,7 +39,7 @@ def build_generator(args: dict[str, Any]) -> Generator:
 
 
 def build_discriminator(config: GANConfig, cond_dim: int) -> Discriminator:
-    return Discriminator(cond_dim, config.image_size, config.ndf)
+    return Discriminator(cond_dim, config.image_size, config.ndf, config.d_plan)
 
 
 def build_speech_encoder(args: dict[str, Any]) -> SpeechEncoder:

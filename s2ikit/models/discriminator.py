@@ -1,10 +1,13 @@
 """Fusion-S2iGan discriminator (Sect. 4.1.2), after DF-GAN.
 
 Image encoder: conv3x3 (stride 1) then residual down blocks, each conv4x4 stride 2 -> LeakyReLU(0.2) -> conv3x3
--> LeakyReLU(0.2) plus a residual shortcut (1x1 conv + average pooling), down to (16 ndf, 4, 4); at 256 px and
-ndf = 64 the six blocks have 64, 128, 256, 512, 1024, 1024 filters, i.e. multipliers 1, 2, 4, 8, 16, 16 of ndf
-(fewer blocks at lower resolutions, anchored at the 4x4 end). Conditional head: the speech embedding tiled to 4x4
-and concatenated -> (16 ndf + D, 4, 4) -> conv3x3 -> LeakyReLU -> conv4x4 -> one score.
+-> LeakyReLU(0.2) plus a residual shortcut (1x1 conv + average pooling), down to 4x4; at 256 px and ndf = 64 the
+six blocks have 64, 128, 256, 512, 1024, 1024 filters, i.e. multipliers 1, 2, 4, 8, 16, 16 of ndf. The paper
+gives only that plan; below 256 px there are fewer blocks, and `plan` says which end of it they keep:
+"image" (the first entries: ndf channels at full resolution, doubling as the map shrinks, as DF-GAN does) or
+"head" (the last entries: the 4x4 features keep 16 ndf channels, at the cost of 8-16 ndf at full resolution).
+Conditional head: the speech embedding tiled to 4x4 and concatenated -> (C + D, 4, 4) -> conv3x3 -> LeakyReLU
+-> conv4x4 -> one score.
 """
 
 from __future__ import annotations
@@ -16,6 +19,17 @@ import torch.nn.functional as F
 from torch import nn
 
 PLAN_256 = (1, 2, 4, 8, 16, 16)  # filter multipliers of ndf, six down blocks at 256 px
+PLANS = ("image", "head")
+
+
+def channel_plan(image_size: int, plan: str = "image") -> tuple[int, ...]:
+    """Filter multipliers of ndf for the down blocks at `image_size` (32..256, a power of two)."""
+    if image_size < 32 or image_size > 256 or image_size & (image_size - 1):
+        raise ValueError(f"image_size must be a power of two in [32, 256], got {image_size}")
+    if plan not in PLANS:
+        raise ValueError(f"discriminator plan must be image|head, got {plan}")
+    n_blocks = int(math.log2(image_size // 4))
+    return PLAN_256[:n_blocks] if plan == "image" else PLAN_256[-n_blocks:]
 
 
 class DownBlock(nn.Module):
@@ -28,19 +42,17 @@ class DownBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), 0.2)), 0.2)
-        return F.avg_pool2d(self.shortcut(x), 2) + self.gamma * h
+        # pooling before the 1x1 shortcut is the same linear map on a quarter of the pixels
+        return self.shortcut(F.avg_pool2d(x, 2)) + self.gamma * h
 
 
 class Discriminator(nn.Module):
-    def __init__(self, cond_dim: int = 1024, image_size: int = 256, ndf: int = 64):
+    def __init__(self, cond_dim: int = 1024, image_size: int = 256, ndf: int = 64, plan: str = "image"):
         super().__init__()
-        if image_size < 32 or image_size > 256 or image_size & (image_size - 1):
-            raise ValueError(f"image_size must be a power of two in [32, 256], got {image_size}")
-        n_blocks = int(math.log2(image_size // 4))
-        plan = PLAN_256[-n_blocks:]
-        self.stem = nn.Conv2d(3, plan[0] * ndf, 3, 1, 1)
-        chans = [plan[0] * ndf] + [m * ndf for m in plan]
-        self.blocks = nn.Sequential(*(DownBlock(chans[i], chans[i + 1]) for i in range(n_blocks)))
+        multipliers = channel_plan(image_size, plan)
+        chans = [multipliers[0] * ndf] + [m * ndf for m in multipliers]
+        self.stem = nn.Conv2d(3, chans[0], 3, 1, 1)
+        self.blocks = nn.Sequential(*(DownBlock(chans[i], chans[i + 1]) for i in range(len(multipliers))))
         self.feature_channels = chans[-1]
         self.head = nn.Sequential(
             nn.Conv2d(chans[-1] + cond_dim, 2 * ndf, 3, 1, 1),
@@ -49,7 +61,7 @@ class Discriminator(nn.Module):
         )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 16 ndf, 4, 4) image features, computed once and scored with several conditions."""
+        """(B, feature_channels, 4, 4) image features, computed once and scored with several conditions."""
         return self.blocks(self.stem(images))
 
     def score(self, features: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

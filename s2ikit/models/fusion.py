@@ -5,6 +5,8 @@ PAM  (eqs. 9-10): PA = sigmoid(conv1x1(ReLU(BN(conv3x3(F'))))) in R^{1xHxW};  M_
 SMM  (eqs. 11-13): WA = MLP(ReLU(MLP(s))), BA = MLP(ReLU(MLP(s))) in R^{Cx1x1};  M_s(F', s) = F' * WA + BA
 WFM  (eqs. 14-18): IF = M_p + M_s;  WF = softmax over the two branches of MLP(GELU(MLP(GAP(IF)))) in R^{Cx2};
                    M_f = WF_1 * M_p + WF_2 * M_s
+The paper does not give the width of SMM's MLPs: `smm_hidden` sets it, 0 meaning the block's channel count
+(DF-GAN's affine MLPs); the paper presets state 256.
 Ablation switches (paper Tables 3-6): fusion "wfm" | "add" | "product"; attention "pam" | "none".
 `DFGANFusion` is DF-GAN's affine fusion block (gamma/beta MLPs, LeakyReLU, twice) for the "dfgan" block study.
 """
@@ -27,7 +29,10 @@ class PixelAttention(nn.Module):
         self.out = nn.Conv2d(hidden, 1, 1)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.out(F.relu(self.bn(self.conv(x)))))
+        h = F.relu(self.bn(self.conv(x)))
+        # the 1x1 conv to one channel as a weighted channel sum: the same map, without a conv kernel's overhead
+        # on a handful of input channels (several times faster on CPU)
+        return torch.sigmoid((h * self.out.weight).sum(dim=1, keepdim=True) + self.out.bias.view(1, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.attention_map(x)
@@ -38,10 +43,12 @@ def _mlp(cond_dim: int, channels: int, hidden: int) -> nn.Sequential:
 
 
 class SpeechModulation(nn.Module):
-    """SMM, eqs. 11-13. The scale starts at 1 and the shift at 0, so an untrained block passes F' through."""
+    """SMM, eqs. 11-13. The scale starts at 1 and the shift at 0, so an untrained block passes F' through.
+    `hidden` is the MLPs' width; 0 = `channels`."""
 
     def __init__(self, channels: int, cond_dim: int, hidden: int = 256):
         super().__init__()
+        hidden = hidden or channels
         self.scale = _mlp(cond_dim, channels, hidden)
         self.shift = _mlp(cond_dim, channels, hidden)
         for mlp, bias in ((self.scale, 1.0), (self.shift, 0.0)):
@@ -108,7 +115,8 @@ class VSFM(nn.Module):
         pa = self.pam.attention_map(x)  # (B, 1, H, W)
         scale, shift = self.smm.scale(s), self.smm.shift(s)  # (B, C)
         hw = x.shape[2] * x.shape[3]
-        pooled = torch.einsum("bchw,bhw->bc", x, pa[:, 0]) / hw + scale * x.mean(dim=(2, 3)) + shift
+        # sums, not means: a mean's backward spends a full-size division on spreading its gradient
+        pooled = (torch.einsum("bchw,bhw->bc", x, pa[:, 0]) + scale * x.sum(dim=(2, 3))) / hw + shift
         w = torch.softmax(self.wfm.fc2(F.gelu(self.wfm.fc1(pooled))).view(-1, 2, x.shape[1]), dim=1)
         w1, w2 = w[:, 0, :, None, None], w[:, 1, :, None, None]
         gain = torch.addcmul(1 + w2 * scale[:, :, None, None], w1, pa)  # (B, C, H, W)

@@ -6,6 +6,9 @@ shortcut (1x1 conv when the channel count changes). The block count follows the 
 (n_blocks - 1) times; the channel plan is anchored at the output as in DF-GAN (the last block has ngf channels):
 256 px -> 8,8,8,8,4,2,1 (seven blocks); 64 px -> 8,8,4,2,1.
 Ablations: block "vsfm" | "dfgan" (DF-GAN's affine fusion); modules "dual" (two per block) | "single" (one).
+Condition of every block's fusion: "speech" (s, the paper's eqs. 4-5) or "noise+speech" (cat(z, s), as DF-GAN's
+code feeds its affine MLPs, so z modulates every layer and not only the first FC). `smm_hidden`: the width of
+the fusion MLPs, 0 = each module's channel count (see models/fusion.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import nn
 from s2ikit.models.fusion import VSFM, DFGANFusion
 
 PLAN_256 = (8, 8, 8, 8, 4, 2, 1)  # channel multipliers of ngf for the seven blocks at 256 px
+CONDITIONS = ("speech", "noise+speech")
 
 
 def channel_plan(image_size: int) -> tuple[int, ...]:
@@ -32,14 +36,24 @@ def channel_plan(image_size: int) -> tuple[int, ...]:
 class FusionBlock(nn.Module):
     """Dual-residual speech-visual fusion block (Fig. 2c)."""
 
-    def __init__(self, in_ch: int, out_ch: int, cond_dim: int, block: str, modules: str, fusion: str, attention: str):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        cond_dim: int,
+        block: str,
+        modules: str,
+        fusion: str,
+        attention: str,
+        smm_hidden: int = 256,
+    ):
         super().__init__()
 
         def fuse(ch: int) -> nn.Module:
             if block == "vsfm":
-                return VSFM(ch, cond_dim, fusion, attention)
+                return VSFM(ch, cond_dim, fusion, attention, smm_hidden)
             if block == "dfgan":
-                return DFGANFusion(ch, cond_dim)
+                return DFGANFusion(ch, cond_dim, smm_hidden)
             raise ValueError(f"block must be vsfm|dfgan, got {block}")
 
         if modules not in ("dual", "single"):
@@ -69,20 +83,28 @@ class Generator(nn.Module):
         modules: str = "dual",
         fusion: str = "wfm",
         attention: str = "pam",
+        smm_hidden: int = 256,
+        condition: str = "speech",
     ):
         super().__init__()
+        if condition not in CONDITIONS:
+            raise ValueError(f"condition must be speech|noise+speech, got {condition}")
         plan = channel_plan(image_size)
-        self.z_dim, self.image_size = z_dim, image_size
+        self.z_dim, self.image_size, self.condition = z_dim, image_size, condition
+        fusion_dim = cond_dim + z_dim if condition == "noise+speech" else cond_dim
         self.fc = nn.Linear(z_dim, plan[0] * ngf * 4 * 4)
         self.first_channels = plan[0] * ngf
         chans = [plan[0] * ngf] + [m * ngf for m in plan]
         self.blocks = nn.ModuleList(
-            FusionBlock(chans[i], chans[i + 1], cond_dim, block, modules, fusion, attention) for i in range(len(plan))
+            FusionBlock(chans[i], chans[i + 1], fusion_dim, block, modules, fusion, attention, smm_hidden)
+            for i in range(len(plan))
         )
         self.to_rgb = nn.Conv2d(ngf, 3, 3, 1, 1)
 
     def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.fc(z).view(z.shape[0], self.first_channels, 4, 4)  # eq. 3
+        if self.condition == "noise+speech":
+            s = torch.cat([z, s], dim=1)  # DF-GAN's order
         for i, block in enumerate(self.blocks):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")  # eq. 5: h_{i-1} upsampled
