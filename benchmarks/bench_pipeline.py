@@ -157,7 +157,7 @@ def write_wav(path: Path, seconds: float = 3.0, rate: int = 22050) -> None:
 
 
 def bench_generate(tmp: Path, repeats: int) -> None:
-    from s2ikit.evaluation.generation import GeneratorBundle, embed_speech, generate_images, mel_of_wav
+    from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images, mel_of_wav
 
     from s2ikit.models.speech_encoder import SpeechEncoder
 

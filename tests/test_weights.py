@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from s2ikit.evaluation.fidelity import find_fidelity_weights
+from s2ikit.metrics.fidelity import find_fidelity_weights
 from typer.testing import CliRunner
 
 from s2ikit.cli import app
