@@ -240,9 +240,9 @@ def main() -> None:
 
 # ---- speech encoder ---------------------------------------------------------------------------------------
 def _dataset_name(data: Path) -> str:
-    from s2ikit.data.dataset_info import read_dataset
+    from s2ikit.data.dataset_info import dataset_name
 
-    return read_dataset(data).dataset
+    return dataset_name(data)
 
 
 @app.command("train-encoder")

@@ -73,9 +73,8 @@ def test_load_audio_reports_truncated_file(tmp_path):
 
 
 def test_utterances_too_short_for_the_speech_encoder_are_refused(tmp_path):
-    from s2ikit.core.inference import mel_of_wav
-
     from s2ikit.audio.features import MIN_FRAMES, min_duration
+    from s2ikit.core.inference import mel_of_wav
     from s2ikit.models.speech_encoder import SpeechEncoder
     from s2ikit.utils.errors import UserError
 

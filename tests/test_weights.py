@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from s2ikit.metrics.fidelity import find_fidelity_weights
 from typer.testing import CliRunner
 
 from s2ikit.cli import app
+from s2ikit.metrics.fidelity import find_fidelity_weights
 from s2ikit.models import weights
 from s2ikit.models.image_encoder import build_image_encoder, find_inception_weights
 from s2ikit.utils.download import hash_in_name
@@ -266,3 +266,33 @@ def test_inception_encoder_fetches_its_weights_and_loads_them_safely(hub, server
     assert loads == [(hub / name, True)]
     assert server.requests == [f"/mirror/{name}"] and leftovers(hub) == [name]
     assert encoder(torch.rand(1, 3, 32, 32) * 2 - 1).shape == (1, 8)
+
+
+def test_train_encoder_on_a_cub_layout_fetches_inception_and_says_what_to_fetch_offline(
+    hub, server, monkeypatch, inception_state_file, tmp_path, tts_cache
+):
+    from conftest import run, source_ctx
+    from test_sources_cub import write_cub
+
+    root, data = tmp_path / "cub", tmp_path / "data"
+    write_cub(root)
+    run(source_ctx("cub", root, data, tts_cache, cub={"captions_per_image": 1}))
+    digest = hashlib.sha256(inception_state_file.read_bytes()).hexdigest()
+    name = f"inception_v3_google-{digest[:8]}.pth"
+    real = weights.STANDARD["inception_v3"]
+    monkeypatch.setitem(weights.STANDARD, "inception_v3", weights.WeightFile(name, "", real.what, real.patterns))
+    server.files[f"/mirror/{name}"] = inception_state_file
+    args = ["train-encoder", "-d", str(data), "-r", str(tmp_path / "encoder"), "--epochs", "1"]
+    for setting in ("encoder.image_encoder=inception_v3", "encoder.batch_size=2", "encoder.val_fraction=0.34",
+                    "encoder.num_workers=0", "encoder.embed_dim=16", "encoder.rnn_layers=1"):  # fmt: skip
+        args += ["--set", setting]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert server.requests == [f"/mirror/{name}"] and (hub / name).is_file()  # fetched once, verified, kept
+    assert (tmp_path / "encoder" / "checkpoints" / "encoder-best.pt").is_file()
+    # the network gone (offline) and the cache empty: one line saying what to fetch and where
+    (hub / name).unlink()
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")
+    result = runner.invoke(app, [*args[:4], str(tmp_path / "again"), *args[5:]])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert name in result.output and "download-weights" in result.output

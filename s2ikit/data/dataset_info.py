@@ -94,6 +94,17 @@ def read_dataset(root: str | Path) -> DatasetInfo:
         raise UserError(f"{path}: not a dataset.json written by `s2ikit prepare` ({type(e).__name__}: {e})") from None
 
 
+def dataset_name(root: str | Path) -> str:
+    """Only the source's name (which preset applies), read before any setting is validated or anything loads."""
+    path = Path(root) / DATASET_FILE
+    if not path.is_file():
+        raise UserError(f"{path}: missing; run `s2ikit prepare` (to the end) for {root} first")
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["dataset"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a dataset.json written by `s2ikit prepare` ({type(e).__name__}: {e})") from None
+
+
 def write_dataset(root: str | Path, summary: dict[str, Any]) -> None:
     """Written by `prepare`'s finalize step, atomically, and only when its content changed (so reruns keep the
     file, and with it every cache keyed to its hash)."""

@@ -4,7 +4,8 @@ Beyond the paper (DiverGAN, by the same authors, measures diversity with LPIPS, 
 offline). For each test caption, `evaluate.diversity_images` images from different z (the first is the one the
 other metrics judge); their mean pairwise distance, divided by the mean pairwise distance between real test
 images of the caption's class (up to `evaluate.diversity_real_per_class` of them; every test image when the data
-set has no classes). 1.0: as varied as the real images; 0: one picture per caption. Two spaces: pixels (L2 at
+set has no classes; a class with a single test image is compared with all of them). 1.0: as varied as the real
+images; 0: one picture per caption. Two spaces: pixels (L2 at
 the generator's size, images in [-1, 1]) and the judge's penultimate features (when the data set has a judge).
 """
 
@@ -18,6 +19,8 @@ from s2ikit.core.images import resize
 from s2ikit.core.inference import generate_images
 from s2ikit.metrics.base import Generated, Metric, MetricSkipped, register
 from s2ikit.metrics.class_accuracy import shared_judge
+
+ALL = -(10**9)  # the pool of every test image, whatever its class
 
 
 def mean_pairwise_distance(x: torch.Tensor) -> float:
@@ -68,32 +71,39 @@ class Diversity(Metric):
             if len(self.grid) < ctx.config.grid_captions and all(t != batch["text"][i] for t, _ in self.grid):
                 self.grid.append((batch["text"][i], group.cpu()))
         for i, key in enumerate(batch["key"]):
-            cls = int(batch["class_id"][i])
-            bank = self.real.setdefault(cls, [])
-            if key not in self.seen and len(bank) < ctx.config.diversity_real_per_class:
-                self.seen.add(key)
-                bank.append(resize(batch["image"][i : i + 1].float(), self.size)[0])
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            image = resize(batch["image"][i : i + 1].float(), self.size)[0]
+            for group in (int(batch["class_id"][i]), ALL):  # its class, and the pool of every test image
+                bank = self.real.setdefault(group, [])
+                if len(bank) < ctx.config.diversity_real_per_class * (8 if group == ALL else 1):
+                    bank.append(image)
 
     def compute(self) -> dict[str, Any]:
         spaces = ("pixels", "judge_features") if self.judge is not None else ("pixels",)
-        reference = {}
-        for cls, bank in self.real.items():
-            stack = torch.stack(bank).to(self.ctx.device)
-            reference[cls] = {space: mean_pairwise_distance(x) for space, x in self._spaces(stack).items()}
+        spread = {}
+        for group, bank in self.real.items():
+            if len(bank) >= 2:
+                stack = torch.stack(bank).to(self.ctx.device)
+                spread[group] = {space: mean_pairwise_distance(x) for space, x in self._spaces(stack).items()}
+        # a class with a single test image has no spread of its own: it is compared with all test images
+        classes = sorted({c["class"] for c in self.captions})
+        reference = {cls: spread.get(cls, spread.get(ALL, {})) for cls in classes}
         ratio: dict[str, float] = {}
         per_class: dict[str, dict[str, float]] = {}
         for space in spaces:
-            ratios = [
-                c[space] / reference[c["class"]][space] for c in self.captions if reference[c["class"]][space] > 0
-            ]
+            ratios = [c[space] / reference[c["class"]][space] for c in self.captions
+                      if reference[c["class"]].get(space, 0) > 0]  # fmt: skip
             ratio[space] = sum(ratios) / len(ratios) if ratios else float("nan")
-            for cls in sorted(reference):
+            for cls in classes:
                 mine = [c[space] for c in self.captions if c["class"] == cls]
-                ref = reference[cls][space]
+                ref = reference[cls].get(space, 0)
                 if mine and ref > 0:
                     per_class.setdefault(self._class_name(cls), {})[space] = sum(mine) / len(mine) / ref
         return {"ratio": ratio, "per_class": per_class, "images_per_caption": self.k, "captions": len(self.captions),
-                "real_per_class": self.ctx.config.diversity_real_per_class}  # fmt: skip
+                "real_per_class": self.ctx.config.diversity_real_per_class,
+                "classes_with_own_reference": sum(cls in spread for cls in classes)}  # fmt: skip
 
     def _class_name(self, cls: int) -> str:
         data = self.ctx.data

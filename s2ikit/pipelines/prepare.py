@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from s2ikit import __version__
 from s2ikit.config import as_dict
+from s2ikit.data.dataset_info import write_dataset
 from s2ikit.data.records import Record, read_index, write_index
 from s2ikit.data.sources import get_source
 from s2ikit.pipelines.plan import Unit, partition, plan_units
@@ -206,7 +207,7 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
             ctx.dataset: _source_settings(ctx),
         },
     }
-    write_json(ctx.out / "dataset.json", dataset, only_if_changed=True)
+    write_dataset(ctx.out, dataset)
     # Every unit is done, so any temporary file left is litter from a killed process (whose pid may be in use again).
     remove_stale_temps(ctx.out, keep_live=False)
     return dataset
