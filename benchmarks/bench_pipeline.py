@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from s2ikit.config import LoaderConfig, load_preset
-from s2ikit.models.discriminator import Discriminator
+from s2ikit.core import factories
 from s2ikit.models.generator import Generator
 
 GAN_BATCH, GAN_SIZE, GAN_NDF = 32, 64, 32  # the step whose consumption the loader must outpace
@@ -43,36 +43,15 @@ def cub_gan(image_size: int, **changes):
 
 
 def build_generator(config, cond: int) -> Generator:
-    keys = ("image_size", "ngf", "z_dim", "block", "modules", "fusion", "attention", "smm_hidden", "condition")
-    return Generator(cond_dim=cond, **{k: getattr(config, k) for k in keys})
+    return factories.build_generator(factories.generator_args(config, cond))
 
 
 def gan_step(image_size: int, batch: int):
-    """One train-gan step (D phase with MA-GP, G phase, Adam) on random inputs, as a closure."""
-    from s2ikit.training.gan_loss import FusionS2iGanLoss
+    """One train-gan step (D phase with MA-GP, G phase, Adam) on random inputs, as a closure (bench_step's)."""
+    from bench_step import s2ikit_step
 
     config, preset = cub_gan(image_size, ndf=GAN_NDF)
-    cond = preset.encoder.embed_dim
-    torch.manual_seed(0)
-    G, D = build_generator(config, cond), Discriminator(cond, image_size, config.ndf, config.d_plan)
-    opt_g = torch.optim.Adam(G.parameters(), config.lr_g, betas=tuple(config.betas))
-    opt_d = torch.optim.Adam(D.parameters(), config.lr_d, betas=tuple(config.betas))
-    loss = FusionS2iGanLoss(G, D, None, config)
-    real = torch.rand(batch, 3, image_size, image_size) * 2 - 1
-    speech = torch.nn.functional.normalize(torch.randn(batch, cond), dim=1)
-    labels = torch.zeros(batch, dtype=torch.long)
-
-    def step() -> None:
-        fake = loss.generate(speech, torch.randn(batch, config.z_dim))
-        d_loss, _ = loss.discriminator_loss(real, speech, fake)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        g_loss, _ = loss.generator_loss(fake, speech, labels)
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-
+    step, _ = s2ikit_step(config, preset.encoder.embed_dim, batch)
     return step, config
 
 
@@ -158,7 +137,6 @@ def write_wav(path: Path, seconds: float = 3.0, rate: int = 22050) -> None:
 
 def bench_generate(tmp: Path, repeats: int) -> None:
     from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images, mel_of_wav
-
     from s2ikit.models.speech_encoder import SpeechEncoder
 
     config, preset = cub_gan(256)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from s2ikit.config import GANConfig
+from s2ikit.core.factories import build_discriminator, build_generator, generator_args
 from s2ikit.models.discriminator import Discriminator
 from s2ikit.models.generator import Generator
 from s2ikit.training.gan_loss import FusionS2iGanLoss
@@ -55,9 +56,7 @@ def load_dfgan(path: str):
 
 def s2ikit_models(config: GANConfig, cond: int) -> tuple[Generator, Discriminator]:
     """The networks `train-gan` builds from a GANConfig."""
-    keys = ("image_size", "ngf", "z_dim", "block", "modules", "fusion", "attention", "smm_hidden", "condition")
-    G = Generator(cond_dim=cond, **{k: getattr(config, k) for k in keys})
-    return G, Discriminator(cond, config.image_size, config.ndf, config.d_plan)
+    return build_generator(generator_args(config, cond)), build_discriminator(config, cond)
 
 
 def s2ikit_step(config: GANConfig, cond: int, batch: int) -> tuple[Callable[[], float], str]:
