@@ -14,8 +14,8 @@ settings), status.json (how the run ended), checkpoints/.
 
 from __future__ import annotations
 
+import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ import torch
 from s2ikit.core import checkpoints
 from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag
 from s2ikit.training.monitor import RunMonitor
-from s2ikit.utils.atomic import read_json, write_bytes, write_json
+from s2ikit.utils.atomic import read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
 from s2ikit.utils.jsonl import append_jsonl
 
@@ -156,8 +156,6 @@ def _truncate_metrics(path: Path, step: int, steps_per_epoch: int) -> None:
     """Drop the lines after `step`: the resumed run writes them again."""
     if not path.is_file():
         return
-    import json
-
     kept = []
     for line in path.read_text().splitlines():
         try:
@@ -168,20 +166,6 @@ def _truncate_metrics(path: Path, step: int, steps_per_epoch: int) -> None:
         if at <= step:
             kept.append(line + "\n")
     write_bytes(path, "".join(kept).encode())
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files of killed processes (`.NAME.tmp-PID`, see utils.atomic) whose PID is gone."""
-    for tmp in folder.rglob(".*.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, someone else's
 
 
 class Engine:
@@ -196,7 +180,7 @@ class Engine:
         path = self.run_dir / task.state_file
         if self.info.is_main:
             if self.run_dir.is_dir():
-                remove_stale_temporaries(self.run_dir)
+                remove_stale_temps(self.run_dir)  # those of killed saves; a live process's are kept
         step = 0
         if enabled and path.is_file():
             state = checkpoints.load(path, task.kind)
