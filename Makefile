@@ -73,11 +73,12 @@ reproduce: $(STAMP)  ## the whole chain on shapes (about 30 min on 2 CPU cores);
 	@echo "Evaluated:       $(GENERATOR)"
 	@echo "Report:          $(RUN)/gan/eval/report.md"
 
-bench: $(STAMP)  ## benchmarks (~10 min on 2 cores): GAN step vs DF-GAN's (DFGAN=.../code/models/GAN.py), loader, generate, memory
+bench: $(STAMP)  ## benchmarks (~10 min on 2 cores): GAN step vs DF-GAN's (DFGAN=.../code/models/GAN.py), loader, generate, memory, host syncs
 	$(BIN)/python benchmarks/bench_step.py $(if $(DFGAN),--dfgan $(DFGAN))
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_prepare.py --images-per-class 2
 	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_syncs.py
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check s2ikit tests benchmarks

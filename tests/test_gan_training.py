@@ -135,6 +135,30 @@ def test_standing_statistics_fit_the_ema_generator_itself():
     assert (fitted - batch_stats).abs().max() < 0.05 < (stale - batch_stats).abs().max()
 
 
+def test_standing_statistics_average_the_whole_bank_as_a_cumulative_mean():
+    import copy
+
+    from s2ikit.training.ema import standing_statistics
+
+    torch.manual_seed(0)
+    G = Generator(16, 32, 4).eval()
+    bank = [torch.nn.functional.normalize(torch.randn(8, 16), dim=1) for _ in range(3)]
+    reference = copy.deepcopy(G).train()
+    norms = [m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:  # BatchNorm's own cumulative average: momentum None
+        m.reset_running_stats(), setattr(m, "momentum", None)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for speech in bank:
+            reference(torch.randn(8, GAN.z_dim, generator=gen), speech)
+    with torch.no_grad():
+        standing_statistics(G, bank, GAN.z_dim, 7)
+    fitted = [m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for a, b in zip(fitted, norms):
+        assert torch.equal(a.running_mean, b.running_mean) and torch.equal(a.running_var, b.running_var)
+        assert a.momentum == 0.1  # the layer's own momentum is back for training
+
+
 def test_speech_cache_holds_every_training_utterance_once_whatever_the_batches(reference, encoder_run):
     from contextlib import nullcontext
 

@@ -39,9 +39,10 @@ def augment_real(images: torch.Tensor, mode: str, generator: torch.Generator) ->
     flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     if mode == "dihedral":
-        turns = torch.randint(4, (b,), generator=generator).to(images.device)
-        for k in range(1, 4):  # in place on torch.where's fresh tensor; one rotation per quarter turn, not per image
-            images[turns == k] = torch.rot90(images[turns == k], k, dims=(-2, -1))
+        turns = torch.randint(4, (b,), generator=generator).to(images.device)[:, None, None, None]
+        # whole-batch rotations picked per image: a boolean-mask index would make the host wait for the device
+        for k in range(1, 4):
+            images = torch.where(turns == k, torch.rot90(images, k, dims=(-2, -1)), images)
     return images
 
 

@@ -20,6 +20,7 @@ def save_grid(images: torch.Tensor, captions: list[str], path: str | Path, colum
     rows = (len(images) + columns - 1) // columns
     grid = Image.new("RGB", (columns * cell, rows * (cell + text_height)), "white")
     draw = ImageDraw.Draw(grid)
+    images = images.detach().cpu()  # one device -> host copy for the grid, not one per image
     for i, (image, caption) in enumerate(zip(images, captions)):
         x, y = (i % columns) * cell, (i // columns) * (cell + text_height)
         grid.paste(to_pil(image).resize((cell, cell), Image.Resampling.NEAREST), (x, y))

@@ -36,10 +36,13 @@ def standing_statistics(G_ema: nn.Module, speech_bank: list[torch.Tensor], z_dim
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the bank
     G_ema.train()
     gen = torch.Generator().manual_seed(z_seed)
-    for speech in speech_bank:
+    for i, speech in enumerate(speech_bank):
+        for m in norms:
+            # a cumulative average over the bank, as momentum=None gives, without BatchNorm reading its batch
+            # counter from the device (a host sync per layer and batch)
+            m.momentum = 1.0 / (i + 1)
         G_ema(torch.randn(speech.shape[0], z_dim, generator=gen).to(speech.device), speech)
     G_ema.eval()
     for m, momentum in zip(norms, momenta):

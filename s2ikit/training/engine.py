@@ -232,8 +232,8 @@ class Engine:
                 epoch_end = step % s.steps_per_epoch == 0
                 out_of_time = False
                 if s.time_budget_minutes and (s.resumable_mid_epoch or epoch_end):
-                    out_of_time = time.monotonic() - started > 60 * s.time_budget_minutes
-                out_of_time = broadcast_flag(out_of_time, info)
+                    # rank 0's clock decides; the broadcast is a host sync, so only on steps that check the clock
+                    out_of_time = broadcast_flag(time.monotonic() - started > 60 * s.time_budget_minutes, info)
                 if step >= s.total_steps:
                     stopped = {"reason": "schedule", "step": step, "total_steps": s.total_steps}
                 elif out_of_time:
@@ -270,7 +270,7 @@ class Engine:
                         checkpoints.save(task.kind, {**task.state(), "step": step},
                                          self.run_dir / task.state_file, self.config)  # fmt: skip
                     last_good = step
-                barrier(info)
+                    barrier(info)  # the other ranks wait for the save here, not on every step (a host sync)
                 if stopped:
                     break
         if info.is_main:
