@@ -5,7 +5,8 @@
             consumes here (the CUB preset's model with ndf = ngf = 32 as in bench_step.py's 64 px row, no
             DAMSM). ratio = loader / GAN; goal >= 10 per worker.
   generate: one wav (3 s) -> four 256 px images on CPU after warm-up, split into log-mel, speech encoder and
-            generator (the CUB preset's encoder and generator, random weights). goal <= 0.5 s.
+            generator (the CUB preset's encoder and generator, random weights), in fp32 and in bf16 (`generate
+            --bf16`). goal <= 0.5 s.
   memory:   peak RSS of that 64 px, batch 32 GAN step, in a fresh process, and its growth over the RSS before
             the first step.
 The shards come from `--data` (a `s2ikit prepare` output at 256 px) or are made here with the project's own
@@ -152,32 +153,39 @@ def bench_generate(tmp: Path, repeats: int) -> None:
     wav = tmp / "caption.wav"
     write_wav(wav)
     default_threads = torch.get_num_threads()
-    columns = {}  # threads -> stage -> seconds of each timed call
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        parts: dict[str, list[float]] = {"log-mel": [], "speech encoder": [], "generator (4 images)": [], "total": []}
-        for i in range(repeats + 1):
-            t0 = time.perf_counter()
-            mel = mel_of_wav(wav, bundle.features)
-            t1 = time.perf_counter()
-            embedding = embed_speech(bundle.speech_encoder, [mel], bundle.device)
-            t2 = time.perf_counter()
-            images = generate_images(bundle, embedding, num=4, seed=0)
-            t3 = time.perf_counter()
-            if i:  # the first call is the warm-up (numba, allocator, oneDNN kernels)
-                for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
-                    parts[name].append(seconds)
-        assert images.shape == (1, 4, 3, 256, 256)
-        columns[threads] = parts
+    columns = {}  # (precision, threads) -> stage -> seconds of each timed call
+    for precision in ("fp32", "bf16"):
+        bundle.precision = precision
+        for threads in sorted({1, default_threads}):
+            torch.set_num_threads(threads)
+            parts: dict[str, list[float]] = {
+                "log-mel": [],
+                "speech encoder": [],
+                "generator (4 images)": [],
+                "total": [],
+            }
+            for i in range(repeats + 1):
+                t0 = time.perf_counter()
+                mel = mel_of_wav(wav, bundle.features)
+                t1 = time.perf_counter()
+                embedding = embed_speech(bundle.speech_encoder, [mel], bundle.device)
+                t2 = time.perf_counter()
+                images = generate_images(bundle, embedding, num=4, seed=0)
+                t3 = time.perf_counter()
+                if i:  # the first call is the warm-up (numba, allocator, oneDNN kernels)
+                    for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+                        parts[name].append(seconds)
+            assert images.shape == (1, 4, 3, 256, 256)
+            columns[precision, threads] = parts
     torch.set_num_threads(default_threads)
     print(
         f"\ngenerate: one 3 s wav -> four 256 px images (CUB preset: embed {enc.embed_dim}, ngf {config.ngf}, "
-        f"smm_hidden {config.smm_hidden}; seconds, median / fastest of {repeats} calls)"
+        f"smm_hidden {config.smm_hidden}; seconds, median / fastest of {repeats} calls; bf16 = `generate --bf16`)"
     )
-    print(f"{'stage':<22} | " + " | ".join(f"{f'{t} thread(s)':>15}" for t in columns))
+    print(f"{'stage':<22} | " + " | ".join(f"{f'{p}, {t} thread(s)':>21}" for p, t in columns))
     for name in parts:
         cells = [f"{statistics.median(c[name]):>7.3f} / {min(c[name]):.3f}" for c in columns.values()]
-        print(f"{name:<22} | " + " | ".join(f"{cell:>15}" for cell in cells))
+        print(f"{name:<22} | " + " | ".join(f"{cell:>21}" for cell in cells))
     print("goal: total (median) <= 0.5 s")
 
 

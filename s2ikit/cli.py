@@ -433,6 +433,12 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same pictures."),
     out: Path = typer.Option(Path("generated.png"), "--out", "-o", help="Output grid (PNG)."),
     tts: str | None = typer.Option(None, "--tts", help="TTS backend for --text (default: the data set's)."),
+    bf16: bool = typer.Option(
+        False,
+        "--bf16",
+        help="Run the generator in bfloat16: about a third faster on CPUs with AMX or AVX-512 BF16 "
+        "and on GPUs; the pictures differ slightly from the default fp32's.",
+    ),
 ) -> None:
     """Turn speech into pictures: wav files, or sentences spoken by the TTS, through a trained run.
 
@@ -444,7 +450,7 @@ def generate(
 
     if not wav and not text:
         raise UserError("give at least one --wav FILE or --text SENTENCE")
-    pipe = SpeechToImage.from_pretrained(run)
+    pipe = SpeechToImage.from_pretrained(run, precision="bf16" if bf16 else "fp32")
     images, labels = pipe.generate(wav=wav or None, text=text or None, num=num, seed=seed, tts_backend=tts or "")
     columns = num if num > 1 else min(8, len(labels))  # one row per input
     save_grid(images.flatten(0, 1), [label for label in labels for _ in range(num)], out, columns)

@@ -59,6 +59,21 @@ def test_inputs_keep_their_rows_so_batching_changes_nothing(gan_run, tmp_path):
     assert torch.allclose(both[0], alone[0], atol=1e-5) and not torch.allclose(both[0], both[1], atol=1e-2)
 
 
+def test_bf16_draws_nearly_the_fp32_pictures_and_bad_precision_is_one_line(gan_run, tmp_path):
+    wav = write_speechlike(tmp_path / "me.wav")
+    fp32, _ = SpeechToImage.from_pretrained(gan_run).generate(wav=wav, num=2, seed=0)
+    pipe = SpeechToImage.from_pretrained(gan_run, precision="bf16")
+    bf16, _ = pipe.generate(wav=wav, num=2, seed=0)
+    assert bf16.dtype == torch.float32 and "bf16" in repr(pipe)
+    # bfloat16 keeps 8 bits of mantissa: close to fp32's pictures, but computed differently
+    assert (bf16 - fp32).abs().mean() < 0.05 and not torch.equal(bf16, fp32)
+    out = tmp_path / "bf16.png"
+    result = runner.invoke(app, ["generate", str(gan_run), "--wav", str(wav), "--bf16", "-n", "2", "-o", str(out)])
+    assert result.exit_code == 0 and out.exists(), result.output
+    with pytest.raises(UserError, match=r"precision='fp16': must be one of fp32\|bf16"):
+        SpeechToImage.from_pretrained(gan_run, precision="fp16")
+
+
 def test_bad_audio_is_one_line_naming_it(gan_run, tmp_path):
     pipe = SpeechToImage.from_pretrained(gan_run)
     with pytest.raises(UserError, match=r"audio\[0\]: silent \(peak all zeros\)"):
