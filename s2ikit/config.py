@@ -375,6 +375,9 @@ class GANConfig:
     # Real images only, per image: "flip" or "dihedral" (flips and quarter turns), symmetries under which the
     # data set's distribution is unchanged (CUB: flip; shapes: dihedral). "none" = as loaded (the paper).
     augment_real: Literal["none", "flip", "dihedral"] = "none"
+    # Beyond the paper: the same per-image symmetries and D's translation applied to G's images before the
+    # matching loss's image encoder, so that G cannot satisfy the encoder with a pattern that one view fools.
+    augment_matching: Literal["none", "flip", "dihedral"] = "none"
     epochs: int = 600
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 500  # steps between resumable checkpoints

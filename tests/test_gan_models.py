@@ -52,6 +52,14 @@ def test_the_paper_model_at_256_px_is_pinned():
     # at 256 px both discriminator plans are the paper's
     assert _count(Discriminator(plan="head")) == 53_059_207
     assert _count(Generator(smm_hidden=256, condition="speech")) == 15_702_005
+    # and the paper presets build exactly that model (the shapes preset's z-in-every-block is its own)
+    from s2ikit.config import load_preset
+    from s2ikit.core.factories import build_discriminator, build_generator, generator_args
+
+    for name in ("cub", "oxford"):
+        gan = load_preset(name).gan
+        G_p, D_p = build_generator(generator_args(gan, 1024)), build_discriminator(gan, 1024)
+        assert str(G_p) == str(G) and str(D_p) == str(D) and (_count(G_p), _count(D_p)) == (_count(G), _count(D))
 
 
 def test_discriminator_plans_below_256_px():
@@ -241,6 +249,33 @@ def test_real_augmentation_draws_a_symmetry_per_image():
         torch.testing.assert_close(out, augment_real(x, mode, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="real-image augmentation"):
         augment_real(x, "rotate", torch.Generator())
+
+
+def test_matching_augmentation_shows_the_encoder_one_symmetry_of_each_generated_image():
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, images):
+            seen.append(images.detach().clone())
+            return images.flatten(1)[:, :16]
+
+    G, D = Generator(16, 32, 4), Discriminator(16, 32, 4)
+    s, fake = torch.nn.functional.normalize(torch.randn(16, 16)), torch.randn(16, 3, 32, 32, requires_grad=True)
+    ids = torch.arange(16)
+    for mode in ("none", "dihedral"):
+        cfg = GANConfig(image_size=32, ngf=4, ndf=4, damsm_weight=1.0, augment_matching=mode)
+        loss, _ = FusionS2iGanLoss(G, D, Recording(), cfg).generator_loss(
+            fake, s, ids, torch.Generator().manual_seed(0)
+        )
+        view = seen[-1]
+        if mode == "none":
+            assert torch.equal(view, fake.detach())
+        else:
+            hits = [[i for i, t in enumerate(_dihedral(a.detach())) if torch.equal(t, b)] for a, b in zip(fake, view)]
+            assert all(len(h) == 1 for h in hits) and len({h[0] for h in hits}) > 1  # a transform per image
+        fake.grad = None
+        loss.backward()
+        assert fake.grad.abs().sum() > 0  # the matching gradient reaches G through the transform
 
 
 def test_speech_noise_perturbs_only_what_the_generator_sees():

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2ikit.config import GANConfig
-from s2ikit.core.augment import translate
+from s2ikit.core.augment import augment_real, translate
 from s2ikit.training.encoder_loss import matching_loss
 
 
@@ -90,8 +90,13 @@ class FusionS2iGanLoss:
                 p.requires_grad_(True)
         loss, stats = adversarial, {"g_adv": adversarial.detach()}
         if self.image_encoder is not None and self.config.damsm_weight > 0:
+            seen = fake
+            if self.config.augment_matching != "none":
+                seen = translate(
+                    augment_real(fake, self.config.augment_matching, rng), self.config.augment_translation, rng
+                )
             damsm = matching_loss(
-                self.image_encoder(fake).float(), speech.float(), class_ids, self.config.matching_scale
+                self.image_encoder(seen).float(), speech.float(), class_ids, self.config.matching_scale
             )
             loss = loss + self.config.damsm_weight * damsm
             stats["g_damsm"] = damsm.detach()
