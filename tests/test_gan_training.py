@@ -207,3 +207,13 @@ def test_a_time_budget_is_an_opt_in_guard_that_says_so_when_it_stops_a_run(refer
     assert load_bundle(run).info["stopped"] == status  # what evaluate's report states
     done = train_gan(reference, encoder_run, tmp_path / "full", GAN, max_steps=2, log=lambda s: None)
     assert done == {"reason": "schedule", "step": 2, "total_steps": 2}
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(reference, encoder_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # what a kill between the first log line and the first checkpoint leaves: lines, but no training state
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "d_loss": 9.0}) + "\n")
+    train_gan(reference, encoder_run, run, GAN, max_steps=2, log=lambda s: None)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2] and records[0]["d_loss"] != 9.0

@@ -195,6 +195,8 @@ class Engine:
                 self.log(f"resuming from {path} at step {step} of {self.schedule.total_steps} ({where})")
                 _truncate_metrics(self.run_dir / METRICS, step, self.schedule.steps_per_epoch)
                 append_jsonl(self.run_dir / RESUMES, {"step": step, "changed": changes})
+        if self.info.is_main and step == 0:  # killed before its first checkpoint: its lines are written again
+            _truncate_metrics(self.run_dir / METRICS, 0, self.schedule.steps_per_epoch)
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / CONFIG, self.config, only_if_changed=True)
