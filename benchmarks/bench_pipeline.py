@@ -155,7 +155,7 @@ def bench_generate(tmp: Path, repeats: int) -> None:
     default_threads = torch.get_num_threads()
     columns = {}  # (precision, threads) -> stage -> seconds of each timed call
     for precision in ("fp32", "bf16"):
-        bundle.precision = precision
+        bundle.use_precision(precision)
         for threads in sorted({1, default_threads}):
             torch.set_num_threads(threads)
             parts: dict[str, list[float]] = {

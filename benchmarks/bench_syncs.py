@@ -33,7 +33,7 @@ from torch.utils._pytree import tree_flatten
 import s2ikit.core.embeddings
 import s2ikit.training.engine as engine
 import s2ikit.training.gan as gan
-from s2ikit.config import EncoderConfig, load_preset
+from s2ikit.config import load_preset
 
 aten = torch.ops.aten
 DATA_DEPENDENT = {aten.nonzero, aten.masked_select, aten._unique2, aten.unique_consecutive, aten.unique_dim}
@@ -162,7 +162,6 @@ def tiny_data(tmp: Path) -> tuple[Path, Path]:
     prepare(PrepareContext(data, "shapes", preset, None, default_cache_dir()), RunOptions(workers=1))
     encoder = tmp / "encoder"
     config = dataclasses.replace(preset.encoder, epochs=1, num_workers=0)
-    assert isinstance(config, EncoderConfig)
     train_encoder(data, encoder, config, log=lambda s: None)
     return data, encoder
 

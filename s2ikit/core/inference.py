@@ -39,12 +39,22 @@ class GeneratorBundle:
     tts: TTSConfig | None  # how the data set's captions were spoken; None for recorded-speech data sets
     path: Path
     info: dict[str, Any]  # step, data folder, encoder run, what stopped training
-    # "bf16" runs the generator under bfloat16 autocast: about a third faster on CPUs with AMX or AVX-512 BF16
-    # and on GPUs, but the pictures then differ slightly from fp32's, and from one kind of CPU to another
+    # set with use_precision. "bf16" runs the generator under bfloat16 autocast: about a third faster on CPUs
+    # with AMX or AVX-512 BF16 and on GPUs, but the pictures then differ slightly from fp32's, and from one kind
+    # of CPU to another
     precision: str = "fp32"
 
     def to(self, device: torch.device) -> GeneratorBundle:
         self.generator.to(device), self.speech_encoder.to(device)
+        return self
+
+    def use_precision(self, precision: str) -> GeneratorBundle:
+        """fp32 (NCHW, so its pictures stay as they were) or bf16 with channels_last (NHWC) convolutions, about
+        a third faster again on CPUs with AMX (benchmarks/bench_pipeline.py)."""
+        if precision not in PRECISIONS:
+            raise UserError(f"precision={precision!r}: must be one of {'|'.join(PRECISIONS)}")
+        self.precision = precision
+        self.generator.to(memory_format=torch.channels_last if precision == "bf16" else torch.contiguous_format)
         return self
 
     @property
@@ -130,12 +140,6 @@ def generate_images(
     """(N, D) speech embeddings -> (N, num, 3, S, S) images in [-1, 1]; row i's noise is caption_noise's for
     `first_row + i`, so a split generated batch by batch gets the same images as in one go."""
     device = bundle.device
-    if bundle.precision not in PRECISIONS:
-        raise UserError(f"precision {bundle.precision!r}: must be one of {'|'.join(PRECISIONS)}")
-    # bf16 with channels_last (NHWC) convolutions: about a third faster again on CPUs with AMX
-    # (benchmarks/bench_pipeline.py); fp32 stays NCHW, so its pictures do not change with the precision used before
-    memory_format = torch.channels_last if bundle.precision == "bf16" else torch.contiguous_format
-    bundle.generator.to(memory_format=memory_format)
     rows = list(range(first_row, first_row + speech.shape[0]))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bundle.precision == "bf16"):
         images = [

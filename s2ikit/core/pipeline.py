@@ -22,7 +22,7 @@ from s2ikit.audio.codec import from_int16, load_audio, resample, to_int16
 from s2ikit.audio.features import log_mel
 from s2ikit.core import export
 from s2ikit.core.images import to_pil
-from s2ikit.core.inference import PRECISIONS, GeneratorBundle, embed_speech, generate_images, mel_of_text
+from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images, mel_of_text
 from s2ikit.utils.errors import SampleError, UserError
 
 # Below this peak (-60 dBFS, 33 of 32,767 in 16-bit) a recording holds no speech an encoder could use: its
@@ -81,11 +81,7 @@ class SpeechToImage:
         """A `train-gan` run folder, a generator checkpoint (.pt), or a folder written by `s2ikit export`.
         precision "bf16": the generator runs under bfloat16 autocast, about a third faster on CPUs with AMX or
         AVX-512 BF16 and on GPUs; its pictures differ slightly from fp32's (the default, the same everywhere)."""
-        if precision not in PRECISIONS:
-            raise UserError(f"precision={precision!r}: must be one of {'|'.join(PRECISIONS)}")
-        pipe = cls(export.load_pretrained(path)).to(device)
-        pipe.bundle.precision = precision
-        return pipe
+        return cls(export.load_pretrained(path).use_precision(precision)).to(device)
 
     def to(self, device: str | torch.device) -> SpeechToImage:
         self.bundle.to(torch.device(device))

@@ -68,14 +68,26 @@ class DatasetInfo:
         return build_section(TTSConfig, raw, f"{self.path} settings.tts") if raw else None
 
 
-def read_dataset(root: str | Path) -> DatasetInfo:
-    """The prepared data set at `root`; a missing or unreadable file is one line saying what to run."""
-    root = Path(root)
+def _not_ours(path: Path, e: Exception) -> UserError:
+    return UserError(f"{path}: not a dataset.json written by `s2ikit prepare` ({type(e).__name__}: {e})")
+
+
+def _load(root: Path) -> tuple[Path, Any]:
+    """dataset.json's path and parsed content; a missing or unparsable file is one line saying what to run."""
     path = root / DATASET_FILE
     if not path.is_file():
         raise UserError(f"{path}: missing; run `s2ikit prepare` (to the end) for {root} first")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise _not_ours(path, e) from None
+
+
+def read_dataset(root: str | Path) -> DatasetInfo:
+    """The prepared data set at `root`; a missing or unreadable file is one line saying what to run."""
+    root = Path(root)
+    path, raw = _load(root)
+    try:
         splits = {
             name: SplitInfo(int(s["samples"]), int(s["captions"]), int(s["images_indexed"]), tuple(s["shards"]))
             for name, s in raw["splits"].items()
@@ -91,18 +103,16 @@ def read_dataset(root: str | Path) -> DatasetInfo:
             settings=dict(raw["settings"]),
         )
     except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: not a dataset.json written by `s2ikit prepare` ({type(e).__name__}: {e})") from None
+        raise _not_ours(path, e) from None
 
 
 def dataset_name(root: str | Path) -> str:
     """Only the source's name (which preset applies), read before any setting is validated or anything loads."""
-    path = Path(root) / DATASET_FILE
-    if not path.is_file():
-        raise UserError(f"{path}: missing; run `s2ikit prepare` (to the end) for {root} first")
+    path, raw = _load(Path(root))
     try:
-        return str(json.loads(path.read_text(encoding="utf-8"))["dataset"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: not a dataset.json written by `s2ikit prepare` ({type(e).__name__}: {e})") from None
+        return str(raw["dataset"])
+    except (KeyError, TypeError) as e:
+        raise _not_ours(path, e) from None
 
 
 def write_dataset(root: str | Path, summary: dict[str, Any]) -> None:

@@ -193,10 +193,11 @@ class Engine:
                 epochs, into = divmod(step, self.schedule.steps_per_epoch)
                 where = f"after epoch {epochs}" if not into else f"{into} steps into epoch {epochs + 1}"
                 self.log(f"resuming from {path} at step {step} of {self.schedule.total_steps} ({where})")
-                _truncate_metrics(self.run_dir / METRICS, step, self.schedule.steps_per_epoch)
                 append_jsonl(self.run_dir / RESUMES, {"step": step, "changed": changes})
-        if self.info.is_main and step == 0:  # killed before its first checkpoint: its lines are written again
-            _truncate_metrics(self.run_dir / METRICS, 0, self.schedule.steps_per_epoch)
+        if self.info.is_main and step < self.schedule.total_steps:
+            # the lines logged after the state (all of them when a run was killed before its first checkpoint)
+            # are written again
+            _truncate_metrics(self.run_dir / METRICS, step, self.schedule.steps_per_epoch)
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / CONFIG, self.config, only_if_changed=True)
