@@ -6,6 +6,10 @@ D (eq. 19): hinge on real/matching, 1/2 fake/matching and 1/2 real/mismatched pa
             (The paper writes (||grad_x|| + ||grad_s||)^p; DF-GAN's code, which the paper builds on, takes the norm
             of the concatenation; we follow the code.) The real/matching forward pass is computed once, with
             gradients enabled on its inputs, and serves both the hinge term and the penalty.
+With gan.d_matching_weight (beyond the paper, after XMC-GAN): D's pooled features of the real images are
+            matched to their speech by the same matching loss, and G's loss asks the same of its images.
+With gan.mode_seeking_weight (beyond the paper; MSGAN, Mao et al. 2019, as DiverGAN uses): G's loss adds
+            weight / ratio, the ratio of the images' distance to z's for pairs of one speech input and two z.
 G:          -D(G(z, s), s) plus a DAMSM-style matching loss between the generated image (through the frozen
             pretrained image encoder) and s: 10 x cos, same-class off-diagonals masked, cross-entropy both ways.
 Beyond the paper, with gan.speech_noise: G's input speech is perturbed and re-normalised, the phases judge the
@@ -40,6 +44,7 @@ class FusionS2iGanLoss:
         self, generator: nn.Module, discriminator: nn.Module, image_encoder: nn.Module | None, config: GANConfig
     ):
         self.G, self.D, self.image_encoder, self.config = generator, discriminator, image_encoder, config
+        self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None  # G's last (z, speech), kept by generate
 
     def generate(self, speech: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """This step's images, with their graph: `discriminator_loss` detaches them, `generator_loss` keeps it.
@@ -48,14 +53,21 @@ class FusionS2iGanLoss:
         if self.config.speech_noise > 0:
             noise = torch.randn(speech.shape, generator=rng).to(speech.device)
             speech = F.normalize(speech + self.config.speech_noise * noise, dim=1)
+        self._inputs = (z, speech)  # the mode-seeking term draws partners of these images in the G phase
         return self.G(z, speech)
 
     def discriminator_loss(
-        self, real: torch.Tensor, speech: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
+        self,
+        real: torch.Tensor,
+        speech: torch.Tensor,
+        fake: torch.Tensor,
+        class_ids: torch.Tensor,
+        rng: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict]:
         real = translate(real.detach(), self.config.augment_translation, rng).requires_grad_(True)
         speech = speech.detach().requires_grad_(True)
-        score_real, score_mismatch = self.D(real, speech, speech.roll(1, dims=0))
+        features = self.D.features(real)
+        score_real, score_mismatch = self.D.score(features, speech), self.D.score(features, speech.roll(1, dims=0))
         score_fake = self.D(translate(fake.detach(), self.config.augment_translation, rng), speech)
         hinge = (
             F.relu(1.0 - score_real).mean()
@@ -63,15 +75,25 @@ class FusionS2iGanLoss:
             + 0.5 * F.relu(1.0 + score_mismatch).mean()
         )
         penalty = ma_gp(score_real, real, speech, self.config.ma_gp_weight, self.config.ma_gp_power)
-        loss = hinge + penalty
+        loss, extra = hinge + penalty, {}
+        if self.config.d_matching_weight > 0:
+            # the clean embedding: D's features learn what the caption says, not where the speech noise pushed it
+            extra["d_matching"] = self._d_matching(features, speech.detach(), class_ids)
+            loss = loss + self.config.d_matching_weight * extra["d_matching"]
         stats = {
             "d_loss": loss,
             "d_hinge": hinge,
             "ma_gp": penalty,
             "d_real": score_real.mean(),
             "d_fake": score_fake.mean(),
+            **extra,
         }
         return loss, {k: v.detach() for k, v in stats.items()}  # on the device: the engine reads them per interval
+
+    def _d_matching(self, features: torch.Tensor, speech: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+        return matching_loss(
+            self.D.embedding(features).float(), speech.float(), class_ids, self.config.matching_scale
+        )
 
     def generator_loss(
         self,
@@ -84,11 +106,16 @@ class FusionS2iGanLoss:
         for p in trainable:  # recorded at forward time: the backward then skips D's weight gradients
             p.requires_grad_(False)
         try:
-            adversarial = -self.D(translate(fake, self.config.augment_translation, rng), speech).mean()
+            features = self.D.features(translate(fake, self.config.augment_translation, rng))
+            adversarial = -self.D.score(features, speech).mean()
+            loss, stats = adversarial, {"g_adv": adversarial.detach()}
+            if self.config.d_matching_weight > 0:
+                d_matching = self._d_matching(features, speech, class_ids)
+                loss = loss + self.config.d_matching_weight * d_matching
+                stats["g_d_matching"] = d_matching.detach()
         finally:
             for p in trainable:
                 p.requires_grad_(True)
-        loss, stats = adversarial, {"g_adv": adversarial.detach()}
         if self.image_encoder is not None and self.config.damsm_weight > 0:
             seen = fake
             if self.config.augment_matching != "none":
@@ -100,5 +127,18 @@ class FusionS2iGanLoss:
             )
             loss = loss + self.config.damsm_weight * damsm
             stats["g_damsm"] = damsm.detach()
+        if self.config.mode_seeking_weight > 0:
+            ratio = self._mode_seeking(fake, rng)
+            loss = loss + self.config.mode_seeking_weight / (ratio + 1e-5)
+            stats["g_mode_seeking"] = ratio.detach()
         stats["g_loss"] = loss.detach()
         return loss, stats
+
+    def _mode_seeking(self, fake: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
+        """MSGAN's ratio: how far the images of one speech input move per unit of z, for half the batch, each
+        image against a partner drawn from the same speech with another z."""
+        z, speech = self._inputs
+        half = max(z.shape[0] // 2, 1)
+        z2 = torch.randn(z[:half].shape, generator=rng).to(z.device)
+        partner = self.G(z2, speech[:half])
+        return (fake[:half] - partner).abs().mean() / (z[:half] - z2).abs().mean()
