@@ -327,7 +327,6 @@ class EncoderConfig:
     ma_gp_weight=at_least(0),
     ma_gp_power=positive,
     damsm_weight=at_least(0),
-    d_matching_weight=at_least(0),
     mode_seeking_weight=at_least(0),
     matching_scale=positive,
     speech_noise=at_least(0),
@@ -361,11 +360,6 @@ class GANConfig:
     ma_gp_power: float = 6.0  # eq. 20, p
     damsm_weight: float = 0.1  # generator's speech-image matching loss (DAMSM-style) weight
     matching_scale: float = 10.0  # S = scale * cos, as in the encoder's matching loss
-    # Beyond the paper (XMC-GAN's contrastive discriminator): D learns, on real images, features whose pooled
-    # projection matches their speech embedding (the matching loss above, within the batch), and G is asked to
-    # match its speech in that same space, which D keeps training, so G cannot settle on a pattern that fools a
-    # frozen encoder. Without it D's features learn only real against fake. 0 = off (the paper's D).
-    d_matching_weight: float = 0.0
     # Beyond the paper (MSGAN's mode-seeking term, as DiverGAN uses): G's loss adds this weight over the ratio of
     # the distance between two images of one speech input to the distance between their z, so that G cannot
     # answer every z with one picture. Costs a second G pass on half the batch. 0 = off (the paper).

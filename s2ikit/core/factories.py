@@ -23,7 +23,7 @@ from s2ikit.utils.errors import UserError
 GENERATOR_SETTINGS = (
     "image_size", "ngf", "z_dim", "block", "modules", "fusion", "attention", "smm_hidden", "condition",
 )  # fmt: skip
-DISCRIMINATOR_SETTINGS = ("image_size", "ndf", "d_plan", "d_matching_weight")  # the weight: whether D has a head
+DISCRIMINATOR_SETTINGS = ("image_size", "ndf", "d_plan")
 GAN_MODEL_SETTINGS = tuple(dict.fromkeys(GENERATOR_SETTINGS + DISCRIMINATOR_SETTINGS))
 ENCODER_MODEL_SETTINGS = (
     "embed_dim", "conv_channels", "rnn_layers", "attention_hidden", "dropout", "image_encoder", "cnn_width",
@@ -39,8 +39,7 @@ def build_generator(args: dict[str, Any]) -> Generator:
 
 
 def build_discriminator(config: GANConfig, cond_dim: int) -> Discriminator:
-    embed_dim = cond_dim if config.d_matching_weight > 0 else 0
-    return Discriminator(cond_dim, config.image_size, config.ndf, config.d_plan, embed_dim)
+    return Discriminator(cond_dim, config.image_size, config.ndf, config.d_plan)
 
 
 def build_speech_encoder(args: dict[str, Any]) -> SpeechEncoder:

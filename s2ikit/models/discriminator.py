@@ -8,9 +8,6 @@ gives only that plan; below 256 px there are fewer blocks, and `plan` says which
 "head" (the last entries: the 4x4 features keep 16 ndf channels, at the cost of 8-16 ndf at full resolution).
 Conditional head: the speech embedding tiled to 4x4 and concatenated -> (C + D, 4, 4) -> conv3x3 -> LeakyReLU
 -> conv4x4 -> one score.
-Beyond the paper, with `embed_dim` > 0: a linear map of the pooled 4x4 features into the speech embedding's
-space, so that a matching loss on real images can teach D's features what the caption says (XMC-GAN's
-contrastive discriminator); the paper's D has none (embed_dim 0).
 """
 
 from __future__ import annotations
@@ -50,9 +47,7 @@ class DownBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(
-        self, cond_dim: int = 1024, image_size: int = 256, ndf: int = 64, plan: str = "image", embed_dim: int = 0
-    ):
+    def __init__(self, cond_dim: int = 1024, image_size: int = 256, ndf: int = 64, plan: str = "image"):
         super().__init__()
         multipliers = channel_plan(image_size, plan)
         chans = [multipliers[0] * ndf] + [m * ndf for m in multipliers]
@@ -64,17 +59,10 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(2 * ndf, 1, 4, 1, 0),
         )
-        self.embed = nn.Linear(chans[-1], embed_dim) if embed_dim > 0 else None
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, feature_channels, 4, 4) image features, computed once and scored with several conditions."""
         return self.blocks(self.stem(images))
-
-    def embedding(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, embed_dim) unit vectors: the pooled features in the speech embedding's space."""
-        if self.embed is None:
-            raise RuntimeError("this discriminator was built without an embedding head (embed_dim 0)")
-        return F.normalize(self.embed(features.mean(dim=(2, 3))), dim=1)
 
     def score(self, features: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         tiled = s[:, :, None, None].expand(-1, -1, features.shape[2], features.shape[3])

@@ -123,7 +123,7 @@ class GANTask(Task):
         with self.autocast:
             noise = torch.Generator().manual_seed(derive_seed(config.seed, "gan/speech_noise", step))
             fake = self.loss.generate(speech, z, noise)
-            d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake, batch["class_id"], rng)
+            d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake, rng)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         sync_gradients(self.D, self.info)

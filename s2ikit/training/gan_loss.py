@@ -6,8 +6,6 @@ D (eq. 19): hinge on real/matching, 1/2 fake/matching and 1/2 real/mismatched pa
             (The paper writes (||grad_x|| + ||grad_s||)^p; DF-GAN's code, which the paper builds on, takes the norm
             of the concatenation; we follow the code.) The real/matching forward pass is computed once, with
             gradients enabled on its inputs, and serves both the hinge term and the penalty.
-With gan.d_matching_weight (beyond the paper, after XMC-GAN): D's pooled features of the real images are
-            matched to their speech by the same matching loss, and G's loss asks the same of its images.
 With gan.mode_seeking_weight (beyond the paper; MSGAN, Mao et al. 2019, as DiverGAN uses): G's loss adds
             weight / ratio, the ratio of the images' distance to z's for pairs of one speech input and two z.
 G:          -D(G(z, s), s) plus a DAMSM-style matching loss between the generated image (through the frozen
@@ -57,17 +55,11 @@ class FusionS2iGanLoss:
         return self.G(z, speech)
 
     def discriminator_loss(
-        self,
-        real: torch.Tensor,
-        speech: torch.Tensor,
-        fake: torch.Tensor,
-        class_ids: torch.Tensor,
-        rng: torch.Generator | None = None,
+        self, real: torch.Tensor, speech: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict]:
         real = translate(real.detach(), self.config.augment_translation, rng).requires_grad_(True)
         speech = speech.detach().requires_grad_(True)
-        features = self.D.features(real)
-        score_real, score_mismatch = self.D.score(features, speech), self.D.score(features, speech.roll(1, dims=0))
+        score_real, score_mismatch = self.D(real, speech, speech.roll(1, dims=0))
         score_fake = self.D(translate(fake.detach(), self.config.augment_translation, rng), speech)
         hinge = (
             F.relu(1.0 - score_real).mean()
@@ -75,25 +67,15 @@ class FusionS2iGanLoss:
             + 0.5 * F.relu(1.0 + score_mismatch).mean()
         )
         penalty = ma_gp(score_real, real, speech, self.config.ma_gp_weight, self.config.ma_gp_power)
-        loss, extra = hinge + penalty, {}
-        if self.config.d_matching_weight > 0:
-            # the clean embedding: D's features learn what the caption says, not where the speech noise pushed it
-            extra["d_matching"] = self._d_matching(features, speech.detach(), class_ids)
-            loss = loss + self.config.d_matching_weight * extra["d_matching"]
+        loss = hinge + penalty
         stats = {
             "d_loss": loss,
             "d_hinge": hinge,
             "ma_gp": penalty,
             "d_real": score_real.mean(),
             "d_fake": score_fake.mean(),
-            **extra,
         }
         return loss, {k: v.detach() for k, v in stats.items()}  # on the device: the engine reads them per interval
-
-    def _d_matching(self, features: torch.Tensor, speech: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
-        return matching_loss(
-            self.D.embedding(features).float(), speech.float(), class_ids, self.config.matching_scale
-        )
 
     def generator_loss(
         self,
@@ -106,16 +88,11 @@ class FusionS2iGanLoss:
         for p in trainable:  # recorded at forward time: the backward then skips D's weight gradients
             p.requires_grad_(False)
         try:
-            features = self.D.features(translate(fake, self.config.augment_translation, rng))
-            adversarial = -self.D.score(features, speech).mean()
-            loss, stats = adversarial, {"g_adv": adversarial.detach()}
-            if self.config.d_matching_weight > 0:
-                d_matching = self._d_matching(features, speech, class_ids)
-                loss = loss + self.config.d_matching_weight * d_matching
-                stats["g_d_matching"] = d_matching.detach()
+            adversarial = -self.D(translate(fake, self.config.augment_translation, rng), speech).mean()
         finally:
             for p in trainable:
                 p.requires_grad_(True)
+        loss, stats = adversarial, {"g_adv": adversarial.detach()}
         if self.image_encoder is not None and self.config.damsm_weight > 0:
             seen = fake
             if self.config.augment_matching != "none":
