@@ -55,6 +55,11 @@ def test_select_copies_the_generator_the_judge_ranks_first_using_training_captio
     report = evaluate(chosen, EVAL, kept_run / "eval-best", reference, log=lambda s: None)
     assert report["step"] == best["step"] and report["selection"]["step"] == best["step"]
     assert "chosen by `s2ikit select`" in (kept_run / "eval-best/report.md").read_text()
+    # an earlier kept generator's report still says how its run ended (the run's status.json)
+    early = evaluate(kept_run / "checkpoints/generators/step-0000001.pt", EVAL, kept_run / "eval-1", reference,
+                     log=lambda s: None)  # fmt: skip
+    assert early["training"]["gan"] == {"reason": "schedule", "step": 3, "total_steps": 3}
+    assert "gan: ended by its schedule at step 3 of 3" in (kept_run / "eval-1/report.md").read_text()
     last = evaluate(kept_run, EVAL, kept_run / "eval-last", reference, log=lambda s: None)
     assert "selection" not in last and "chosen by" not in (kept_run / "eval-last/report.md").read_text()
 
