@@ -31,6 +31,7 @@ ENCODER_STATE, ENCODER_BEST = Path("checkpoints") / "encoder-state.pt", Path("ch
 GAN_STATE, GENERATOR = Path("checkpoints") / "gan-state.pt", Path("checkpoints") / "generator.pt"
 KEPT_GENERATORS = Path("checkpoints") / "generators"  # every checkpoint's generator, with gan.keep_generators
 BEST_GENERATOR, SELECTION = Path("checkpoints") / "best.pt", Path("checkpoints") / "selection.json"
+RUN_STATUS = Path("status.json")  # how a training run ended (schedule or time budget), written when it ends
 
 # the keys by which a file from before `format` existed is recognised as each kind
 _LEGACY_KEYS = {
@@ -44,6 +45,16 @@ KINDS = tuple(_LEGACY_KEYS)
 
 def kept_generator(step: int) -> Path:
     return KEPT_GENERATORS / f"step-{step:07d}.pt"
+
+
+def run_of(checkpoint: str | Path) -> Path | None:
+    """The run folder that holds `checkpoint` (RUN/checkpoints/FILE.pt or RUN/checkpoints/generators/FILE.pt);
+    None for a file outside a run's layout."""
+    folder = Path(checkpoint).resolve().parent
+    for layout in (KEPT_GENERATORS, GENERATOR.parent):
+        if folder.parts[-len(layout.parts) :] == layout.parts:
+            return folder.parents[len(layout.parts) - 1]
+    return None
 
 
 def save_file(obj: dict[str, Any], path: str | Path) -> None:

@@ -27,8 +27,6 @@ from s2ikit.utils.atomic import read_json
 from s2ikit.utils.progress import track
 from s2ikit.utils.tensorboard_log import EVENTS_DIR, TensorBoardLog
 
-STATUS = "status.json"  # how a training run ended, written into its folder by the engine when it ends
-
 DEFAULT_METRICS = ("class_accuracy", "diversity", "fid", "inception_score", "s2igan_retrieval", "encoder_retrieval")
 
 
@@ -105,18 +103,13 @@ def training_status(bundle: GeneratorBundle) -> dict[str, Any]:
     stopped early by a time budget."""
     # a checkpoint records how the run ended only when it is the run's last; an earlier kept generator (the one
     # `select` chose, say) finds it in its run's status.json, written when the run ended
-    status: dict[str, Any] = {"gan": bundle.info.get("stopped") or _run_status(bundle.path)}
-    encoder_status = Path(str(bundle.info.get("encoder_run") or "")) / STATUS
-    status["encoder"] = read_json(encoder_status) if encoder_status.is_file() else None
-    return status
-
-
-def _run_status(checkpoint: Path) -> dict[str, Any] | None:
-    """status.json of the GAN run that holds `checkpoint` (checkpoints/*.pt or checkpoints/generators/*.pt)."""
-    for folder in checkpoint.resolve().parents[1:3]:
-        if (folder / STATUS).is_file() and (folder / "checkpoints").is_dir():
-            return read_json(folder / STATUS)
-    return None
+    run = checkpoints.run_of(bundle.path)
+    gan_status = run / checkpoints.RUN_STATUS if run is not None else None
+    encoder_status = Path(str(bundle.info.get("encoder_run") or "")) / checkpoints.RUN_STATUS
+    return {
+        "gan": bundle.info.get("stopped") or (read_json(gan_status) if gan_status and gan_status.is_file() else None),
+        "encoder": read_json(encoder_status) if encoder_status.is_file() else None,
+    }
 
 
 def _selection_of(bundle: GeneratorBundle) -> dict[str, Any] | None:

@@ -31,7 +31,8 @@ from s2ikit.utils.atomic import read_json, remove_stale_temps, write_bytes, writ
 from s2ikit.utils.errors import UserError
 from s2ikit.utils.jsonl import append_jsonl
 
-METRICS, STATUS, CONFIG, RESUMES = "metrics.jsonl", "status.json", "config.json", "resumes.jsonl"
+METRICS, CONFIG, RESUMES = "metrics.jsonl", "config.json", "resumes.jsonl"
+STATUS = checkpoints.RUN_STATUS
 
 
 @dataclass(frozen=True)
