@@ -470,11 +470,12 @@ def export(
     `SpeechToImage.from_pretrained(OUT)` load it; `huggingface-cli upload USER/NAME OUT .` shares it unchanged.
     Example: s2ikit export runs/shapes/gan shapes-model
     """
+    from s2ikit.core import checkpoints
     from s2ikit.core.export import export_generator
     from s2ikit.evaluation.report import read_summary
 
-    run_dir = run if run.is_dir() else run.parent.parent  # RUN/checkpoints/FILE.pt -> RUN
-    folder = export_generator(run, out, read_summary(run_dir / "eval" / "report.json"))
+    run_dir = run if run.is_dir() else checkpoints.run_of(run)  # None: a generator.pt copied out of its run
+    folder = export_generator(run, out, read_summary(run_dir / "eval" / "report.json") if run_dir else None)
     Console().print(f"exported to {folder}")
 
 

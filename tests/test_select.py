@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 from unittest import mock
 
 import pytest
@@ -62,6 +63,22 @@ def test_select_copies_the_generator_the_judge_ranks_first_using_training_captio
     assert "gan: ended by its schedule at step 3 of 3" in (kept_run / "eval-1/report.md").read_text()
     last = evaluate(kept_run, EVAL, kept_run / "eval-last", reference, log=lambda s: None)
     assert "selection" not in last and "chosen by" not in (kept_run / "eval-last/report.md").read_text()
+
+
+def test_a_kept_generator_reports_into_its_runs_eval_and_a_copied_one_beside_itself(kept_run, reference, tmp_path):
+    kept = kept_run / "checkpoints/generators/step-0000002.pt"
+    report = evaluate(kept, EVAL, None, reference, log=lambda s: None)
+    assert report["run"] == str(kept_run.resolve()) and report["report"] == str(kept_run / "eval/report.md")
+    assert report["curves"] == "curves.png" and (kept_run / "eval/curves.png").is_file()  # the run's losses
+    exported = runner.invoke(app, ["export", str(kept), str(tmp_path / "model")])
+    assert exported.exit_code == 0, exported.output
+    assert "Not evaluated yet" not in (tmp_path / "model/README.md").read_text()  # the card has its numbers
+    copy = tmp_path / "shared" / "generator.pt"
+    copy.parent.mkdir()
+    shutil.copyfile(kept, copy)
+    alone = evaluate(copy, EVAL, None, reference, log=lambda s: None)
+    assert alone["run"] is None and alone["curves"] is None and (copy.parent / "eval/report.md").is_file()
+    assert f"# Evaluation of {copy}" in (copy.parent / "eval/report.md").read_text()
 
 
 def test_a_caption_limit_takes_every_kth_row_so_every_class_is_judged(kept_run, reference):

@@ -45,12 +45,12 @@ def evaluate(
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bundle = load_bundle(run).to(device)
     data = read_dataset(data_dir or bundle.info["data"])
-    run_dir = bundle.path.parent.parent
-    out_dir = Path(out_dir or run_dir / "eval")
+    run_dir = checkpoints.run_of(bundle.path)  # None for a generator.pt copied out of its run
+    out_dir = Path(out_dir or (run_dir or bundle.path.parent) / "eval")
     size = bundle.generator.image_size
     report: dict[str, Any] = {
-        "run": str(run_dir), "checkpoint": str(bundle.path), "step": bundle.info["step"], "data": str(data.root),
-        "dataset": data.dataset, "settings": as_dict(config), "image_size": size,
+        "run": str(run_dir) if run_dir else None, "checkpoint": str(bundle.path), "step": bundle.info["step"],
+        "data": str(data.root), "dataset": data.dataset, "settings": as_dict(config), "image_size": size,
         "training": training_status(bundle),
     }  # fmt: skip
     selection = _selection_of(bundle)
@@ -70,10 +70,11 @@ def evaluate(
     sections = [(metric.title, metric.section(report["metrics"][name])) for name, metric in active.items()]
     report["seconds"] = round(time.monotonic() - started, 1)
     report["report"] = str(out_dir / "report.md")
-    report["curves"] = write_curves(run_dir, out_dir)
+    report["curves"] = write_curves(run_dir, out_dir) if run_dir else None
     figures = {name: figure for metric in active.values() for name, figure in metric.figures().items()}
     write_report(report, grid.rows, out_dir, sections, figures)
-    if (run_dir / EVENTS_DIR).is_dir():  # the run's TensorBoard (training wrote one): the numbers at their step
+    # the run's TensorBoard (when training wrote one): the numbers at their step
+    if run_dir and (run_dir / EVENTS_DIR).is_dir():
         events = TensorBoardLog(run_dir / EVENTS_DIR)
         events.scalars(headline_numbers(report["metrics"]), int(bundle.info["step"]), prefix="eval/")
         events.close()
@@ -114,7 +115,9 @@ def training_status(bundle: GeneratorBundle) -> dict[str, Any]:
 
 def _selection_of(bundle: GeneratorBundle) -> dict[str, Any] | None:
     """`s2ikit select`'s record, when the checkpoint evaluated is the one it chose (and not retrained since)."""
-    run_dir = bundle.path.parent.parent
+    run_dir = checkpoints.run_of(bundle.path)
+    if run_dir is None:
+        return None
     best, record = run_dir / checkpoints.BEST_GENERATOR, run_dir / checkpoints.SELECTION
     if bundle.path.resolve() != best.resolve() or not record.is_file():
         return None

@@ -59,7 +59,7 @@ def _ended(name: str, status: dict[str, Any] | None) -> str:
 def markdown(report: dict[str, Any], sections: list[tuple[str, list[str]]]) -> str:
     """The metrics' own sections, in the order they ran, between the run's header and its grids."""
     lines = [
-        f"# Evaluation of {report['run']}",
+        f"# Evaluation of {report['run'] or report['checkpoint']}",
         "",
         f"Checkpoint `{report['checkpoint']}` (step {report['step']}), data set **{report['dataset']}** "
         f"(`{report['data']}`), test split: {report['test_captions']} captions, {report['generated_images']} "
