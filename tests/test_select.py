@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from s2ikit.cli import app
 from s2ikit.config import EvaluateConfig
+from s2ikit.core import checkpoints
 from s2ikit.evaluation import select
 from s2ikit.evaluation.evaluate import evaluate
 from s2ikit.evaluation.select import criterion, select_generator
@@ -68,7 +70,7 @@ def test_select_copies_the_generator_the_judge_ranks_first_using_training_captio
 def test_a_kept_generator_reports_into_its_runs_eval_and_a_copied_one_beside_itself(kept_run, reference, tmp_path):
     kept = kept_run / "checkpoints/generators/step-0000002.pt"
     report = evaluate(kept, EVAL, None, reference, log=lambda s: None)
-    assert report["run"] == str(kept_run.resolve()) and report["report"] == str(kept_run / "eval/report.md")
+    assert report["run"] == str(kept_run) and report["report"] == str(kept_run / "eval/report.md")
     assert report["curves"] == "curves.png" and (kept_run / "eval/curves.png").is_file()  # the run's losses
     exported = runner.invoke(app, ["export", str(kept), str(tmp_path / "model")])
     assert exported.exit_code == 0, exported.output
@@ -79,6 +81,17 @@ def test_a_kept_generator_reports_into_its_runs_eval_and_a_copied_one_beside_its
     alone = evaluate(copy, EVAL, None, reference, log=lambda s: None)
     assert alone["run"] is None and alone["curves"] is None and (copy.parent / "eval/report.md").is_file()
     assert f"# Evaluation of {copy}" in (copy.parent / "eval/report.md").read_text()
+
+
+def test_the_run_of_a_checkpoint_is_named_as_the_user_named_it(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "gan"
+    (run / "checkpoints" / "generators").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert checkpoints.run_of("runs/gan/checkpoints/best.pt") == Path("runs/gan")
+    assert checkpoints.run_of("runs/gan/checkpoints/generators/step-0000200.pt") == Path("runs/gan")
+    monkeypatch.chdir(run / "checkpoints")
+    assert checkpoints.run_of("best.pt") == run.resolve()  # too short to show the layout: resolved
+    assert checkpoints.run_of(tmp_path / "generator.pt") is None  # outside a run's layout
 
 
 def test_a_caption_limit_takes_every_kth_row_so_every_class_is_judged(kept_run, reference):

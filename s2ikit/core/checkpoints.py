@@ -50,10 +50,12 @@ def kept_generator(step: int) -> Path:
 def run_of(checkpoint: str | Path) -> Path | None:
     """The run folder that holds `checkpoint` (RUN/checkpoints/FILE.pt or RUN/checkpoints/generators/FILE.pt);
     None for a file outside a run's layout."""
-    folder = Path(checkpoint).resolve().parent
-    for layout in (KEPT_GENERATORS, GENERATOR.parent):
-        if folder.parts[-len(layout.parts) :] == layout.parts:
-            return folder.parents[len(layout.parts) - 1]
+    # the path as given first, so that a report names the run as the user did (runs/shapes/gan, not /home/...);
+    # resolved when that is too short to show the layout (e.g. best.pt, from inside RUN/checkpoints)
+    for folder in (Path(checkpoint).parent, Path(checkpoint).resolve().parent):
+        for layout in (KEPT_GENERATORS, GENERATOR.parent):
+            if folder.parts[-len(layout.parts) :] == layout.parts:
+                return folder.parents[len(layout.parts) - 1]
     return None
 
 
