@@ -2,6 +2,7 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+from threadpoolctl import threadpool_limits
 
 from s2ikit.audio.codec import decode_flac, encode_flac, from_int16, load_audio, to_int16
 from s2ikit.audio.features import log_mel
@@ -38,6 +39,17 @@ def test_log_mel_is_normalised_per_bin_and_float16_option():
     assert feats.dtype == np.float16
     np.testing.assert_allclose(feats.astype(np.float32).mean(axis=0), 0, atol=2e-3)
     np.testing.assert_allclose(feats.astype(np.float32).std(axis=0), 1, atol=2e-3)
+
+
+def test_log_mel_bytes_do_not_depend_on_the_blas_thread_count():
+    # prepare computes features in worker processes (one thread) or in its own process (all cores); on some
+    # CPUs OpenBLAS sums a product differently with two threads, which made the shards differ
+    audio = np.random.default_rng(0).standard_normal(22050 * 3).astype(np.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = log_mel(audio, FeatureConfig())
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = log_mel(audio, FeatureConfig())
+    assert one.tobytes() == two.tobytes()
 
 
 def test_log_mel_rejects_empty_audio():

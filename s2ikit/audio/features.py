@@ -10,6 +10,7 @@ import functools
 
 import librosa
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from s2ikit.config import FeatureConfig
 from s2ikit.utils.errors import SampleError
@@ -44,6 +45,11 @@ def _mel_basis(config: FeatureConfig) -> np.ndarray:
     return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
 
 
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()  # inspecting the loaded libraries is the slow part: once per process
+
+
 def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """(T, n_mels) log-mel of a mono waveform already at `config.sample_rate`.
 
@@ -64,7 +70,10 @@ def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
         window=config.window,
         center=config.center,
     )
-    mel = _mel_basis(config) @ (np.abs(spec) ** config.power)
+    # one BLAS thread: on some CPUs OpenBLAS's multi-threaded sgemm sums in another order, and the features must
+    # not depend on a process's thread count (prepare's worker processes run single-threaded)
+    with _blas().limit(limits=1, user_api="blas"):
+        mel = _mel_basis(config) @ (np.abs(spec) ** config.power)
     feat = np.log(mel + config.log_offset)
     if config.normalize == "utterance":
         feat = (feat - feat.mean(axis=1, keepdims=True)) / (feat.std(axis=1, keepdims=True) + _STD_EPS)
