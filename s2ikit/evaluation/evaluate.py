@@ -51,9 +51,9 @@ def evaluate(
     report: dict[str, Any] = {
         "run": str(run_dir) if run_dir else None, "checkpoint": str(bundle.path), "step": bundle.info["step"],
         "data": str(data.root), "dataset": data.dataset, "settings": as_dict(config), "image_size": size,
-        "training": training_status(bundle),
+        "training": training_status(bundle, run_dir),
     }  # fmt: skip
-    selection = _selection_of(bundle)
+    selection = _selection_of(bundle, run_dir)
     if selection:
         report["selection"] = selection
     ctx = Context(bundle, data, config, device, log, fidelity_weights, inception_weights)
@@ -99,13 +99,12 @@ class GridCollector:
                 )  # fmt: skip
 
 
-def training_status(bundle: GeneratorBundle) -> dict[str, Any]:
+def training_status(bundle: GeneratorBundle, run_dir: Path | None) -> dict[str, Any]:
     """How the GAN run (and, when its folder is still there, the encoder run) ended: by their schedules, or
-    stopped early by a time budget."""
+    stopped early by a time budget. `run_dir`: the checkpoint's run folder, None outside one."""
     # a checkpoint records how the run ended only when it is the run's last; an earlier kept generator (the one
     # `select` chose, say) finds it in its run's status.json, written when the run ended
-    run = checkpoints.run_of(bundle.path)
-    gan_status = run / checkpoints.RUN_STATUS if run is not None else None
+    gan_status = run_dir / checkpoints.RUN_STATUS if run_dir is not None else None
     encoder_status = Path(str(bundle.info.get("encoder_run") or "")) / checkpoints.RUN_STATUS
     return {
         "gan": bundle.info.get("stopped") or (read_json(gan_status) if gan_status and gan_status.is_file() else None),
@@ -113,9 +112,8 @@ def training_status(bundle: GeneratorBundle) -> dict[str, Any]:
     }
 
 
-def _selection_of(bundle: GeneratorBundle) -> dict[str, Any] | None:
+def _selection_of(bundle: GeneratorBundle, run_dir: Path | None) -> dict[str, Any] | None:
     """`s2ikit select`'s record, when the checkpoint evaluated is the one it chose (and not retrained since)."""
-    run_dir = checkpoints.run_of(bundle.path)
     if run_dir is None:
         return None
     best, record = run_dir / checkpoints.BEST_GENERATOR, run_dir / checkpoints.SELECTION
