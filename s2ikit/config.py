@@ -328,6 +328,8 @@ class EncoderConfig:
     ma_gp_power=positive,
     damsm_weight=at_least(0),
     mode_seeking_weight=at_least(0),
+    lecam_weight=at_least(0),
+    lecam_decay=fraction,
     matching_scale=positive,
     speech_noise=at_least(0),
     ema_decay=fraction,
@@ -369,6 +371,12 @@ class GANConfig:
     # embeddings land near, not on, the training ones; this teaches G that neighbourhood (StackGAN's and S2IGAN's
     # conditioning augmentation, without its learnt variance and KL term). 0 = off (the paper).
     speech_noise: float = 0.0
+    # Beyond the paper: LeCam's regulariser for GANs on limited data (Tseng et al., CVPR 2021). D's loss adds this
+    # weight times relu(D(real) - a_fake)^2 + relu(a_real - D(fake))^2, the anchors a_* being moving averages
+    # (lecam_decay) of D's mean scores, so that D's real and fake scores cannot drift apart on a small training
+    # set. Costs nothing measurable. 0 = off (the paper).
+    lecam_weight: float = 0.0
+    lecam_decay: float = 0.99
     ema_decay: float = 0.999  # EMA generator used for samples and evaluation
     # The EMA's window, 1 / (1 - decay), is at most this fraction of the steps done (StyleGAN2-ADA's ema_rampup),
     # so that an early EMA is not mostly the random initialisation; it reaches 1 / (1 - ema_decay) after

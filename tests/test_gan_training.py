@@ -38,14 +38,15 @@ def test_two_steps_change_generator_and_discriminator(reference, encoder_run, tm
 
 def test_resume_reproduces_the_uninterrupted_losses(reference, encoder_run, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    config = dataclasses.replace(GAN, mode_seeking_weight=0.3)  # its partner images draw z from the step's rng too
+    # mode seeking's partner images draw z from the step's rng too; LeCam's anchors are carried in the state
+    config = dataclasses.replace(GAN, mode_seeking_weight=0.3, lecam_weight=0.3)
     train_gan(reference, encoder_run, straight, config, max_steps=5, log=lambda s: None)
     train_gan(reference, encoder_run, resumed, config, max_steps=2, log=lambda s: None)  # checkpoint at step 2
     logs = []
     train_gan(reference, encoder_run, resumed, config, max_steps=5, log=logs.append)
     assert any("resuming" in line and "step 2" in line for line in logs)
     a, b = metrics(straight), metrics(resumed)
-    assert [m["step"] for m in b] == [1, 2, 3, 4, 5] and "g_mode_seeking" in b[-1]
+    assert [m["step"] for m in b] == [1, 2, 3, 4, 5] and "g_mode_seeking" in b[-1] and "d_lecam" in b[-1]
     for x, y in zip(a, b):  # exact, with the speech cache on (the default)
         assert {k: v for k, v in x.items() if k != "seconds"} == {k: v for k, v in y.items() if k != "seconds"}
     for kind, name in (("gan-state", "gan-state.pt"), ("generator", "generator.pt")):

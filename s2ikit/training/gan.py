@@ -155,12 +155,14 @@ class GANTask(Task):
 
     def state(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}  # fmt: skip
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "loss": self.loss.state_dict()}  # fmt: skip
 
     def load_state(self, state: dict[str, Any]) -> None:
         for module, key in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema"), (self.opt_g, "opt_g"),
                             (self.opt_d, "opt_d")):  # fmt: skip
             module.load_state_dict(state[key])
+        self.loss.load_state_dict(state.get("loss", {}))  # states saved before the loss had any state: none
 
 
 def train_gan(

@@ -10,6 +10,9 @@ With gan.mode_seeking_weight (beyond the paper; MSGAN, Mao et al. 2019, as Diver
             weight / ratio, the ratio of the images' distance to z's for pairs of one speech input and two z.
 G:          -D(G(z, s), s) plus a DAMSM-style matching loss between the generated image (through the frozen
             pretrained image encoder) and s: 10 x cos, same-class off-diagonals masked, cross-entropy both ways.
+With gan.lecam_weight (beyond the paper; Tseng et al. 2021): D's loss adds weight x (relu(D(real) - a_fake)^2 +
+            relu(a_real - D(fake))^2), a_real and a_fake moving averages of D's mean scores (averaged over the
+            processes under DDP, so that every rank holds the same anchors and resume is exact on any of them).
 Beyond the paper, with gan.speech_noise: G's input speech is perturbed and re-normalised, the phases judge the
 images against the clean embedding (conditioning augmentation without the KL term).
 One generator forward pass per step serves both phases, as in DF-GAN: D's update does not touch G, so the
@@ -20,6 +23,7 @@ during the G phase's D pass so its backward skips gradients that the next D phas
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -43,6 +47,7 @@ class FusionS2iGanLoss:
     ):
         self.G, self.D, self.image_encoder, self.config = generator, discriminator, image_encoder, config
         self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None  # G's last (z, speech), kept by generate
+        self.anchors: torch.Tensor | None = None  # LeCam's (a_real, a_fake); part of the resumable state
 
     def generate(self, speech: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """This step's images, with their graph: `discriminator_loss` detaches them, `generator_loss` keeps it.
@@ -75,7 +80,29 @@ class FusionS2iGanLoss:
             "d_real": score_real.mean(),
             "d_fake": score_fake.mean(),
         }
+        if self.config.lecam_weight > 0:
+            lecam = self._lecam(score_real, score_fake)
+            loss = loss + self.config.lecam_weight * lecam
+            stats["d_loss"], stats["d_lecam"] = loss, lecam
         return loss, {k: v.detach() for k, v in stats.items()}  # on the device: the engine reads them per interval
+
+    def _lecam(self, score_real: torch.Tensor, score_fake: torch.Tensor) -> torch.Tensor:
+        """LeCam's term against the anchors, which first take in this step's mean scores."""
+        means = torch.stack([score_real.mean(), score_fake.mean()]).detach().float()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(means)
+            means /= dist.get_world_size()
+        decay = self.config.lecam_decay
+        self.anchors = means if self.anchors is None else decay * self.anchors + (1 - decay) * means
+        a_real, a_fake = self.anchors
+        return F.relu(score_real - a_fake).pow(2).mean() + F.relu(a_real - score_fake).pow(2).mean()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What a resumed run needs besides the networks and optimisers: LeCam's anchors (none before use)."""
+        return {} if self.anchors is None else {"lecam_anchors": self.anchors}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.anchors = state.get("lecam_anchors")
 
     def generator_loss(
         self,
