@@ -162,7 +162,7 @@ class GANTask(Task):
         for module, key in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema"), (self.opt_g, "opt_g"),
                             (self.opt_d, "opt_d")):  # fmt: skip
             module.load_state_dict(state[key])
-        self.loss.load_state_dict(state.get("loss", {}))  # states saved before the loss had any state: none
+        self.loss.load_state_dict(state.get("loss", {}), self.info.device)  # saved before the loss had state: {}
 
 
 def train_gan(

@@ -101,8 +101,10 @@ class FusionS2iGanLoss:
         """What a resumed run needs besides the networks and optimisers: LeCam's anchors (none before use)."""
         return {} if self.anchors is None else {"lecam_anchors": self.anchors}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.anchors = state.get("lecam_anchors")
+    def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
+        """`device`: where the scores will be (checkpoints load onto the CPU)."""
+        anchors = state.get("lecam_anchors")
+        self.anchors = None if anchors is None else anchors.to(device)
 
     def generator_loss(
         self,
