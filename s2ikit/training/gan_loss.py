@@ -73,6 +73,9 @@ class FusionS2iGanLoss:
         )
         penalty = ma_gp(score_real, real, speech, self.config.ma_gp_weight, self.config.ma_gp_power)
         loss = hinge + penalty
+        lecam = self._lecam(score_real, score_fake) if self.config.lecam_weight > 0 else None
+        if lecam is not None:
+            loss = loss + self.config.lecam_weight * lecam
         stats = {
             "d_loss": loss,
             "d_hinge": hinge,
@@ -80,10 +83,8 @@ class FusionS2iGanLoss:
             "d_real": score_real.mean(),
             "d_fake": score_fake.mean(),
         }
-        if self.config.lecam_weight > 0:
-            lecam = self._lecam(score_real, score_fake)
-            loss = loss + self.config.lecam_weight * lecam
-            stats["d_loss"], stats["d_lecam"] = loss, lecam
+        if lecam is not None:
+            stats["d_lecam"] = lecam
         return loss, {k: v.detach() for k, v in stats.items()}  # on the device: the engine reads them per interval
 
     def _lecam(self, score_real: torch.Tensor, score_fake: torch.Tensor) -> torch.Tensor:
