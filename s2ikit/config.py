@@ -391,6 +391,11 @@ class GANConfig:
     # Beyond the paper: the same per-image symmetries and D's translation applied to G's images before the
     # matching loss's image encoder, so that G cannot satisfy the encoder with a pattern that one view fools.
     augment_matching: Literal["none", "flip", "dihedral"] = "none"
+    # Beyond the paper: G's image passes through the symmetry ("flip" or "dihedral", as augment_real's) that z's
+    # first component picks, so that the network draws one pose of each picture and z the others; part of the
+    # generator, so samples, `evaluate` and `generate` draw through it too. Only for data sets that the
+    # symmetry maps onto themselves (shapes: dihedral). "none" = the paper's generator.
+    output_symmetry: Literal["none", "flip", "dihedral"] = "none"
     epochs: int = 600
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 500  # steps between resumable checkpoints

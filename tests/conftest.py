@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,9 @@ def gan_run(reference, encoder_run, tmp_path_factory) -> Path:
     from s2ikit.training.gan import train_gan
 
     run = tmp_path_factory.mktemp("gan-run")
-    train_gan(reference, encoder_run, run, GAN, max_steps=2, log=lambda s: None)
+    # the dihedral output layer on: what exports, evaluates and generates from this run must draw through it
+    train_gan(reference, encoder_run, run, dataclasses.replace(GAN, output_symmetry="dihedral"), max_steps=2,
+              log=lambda s: None)  # fmt: skip
     return run
 
 

@@ -74,6 +74,7 @@ def test_an_export_loads_in_a_fresh_process_into_the_same_images(gan_run, tmp_pa
     config = json.loads((out / "config.json").read_text())
     assert config["format"] == "s2ikit-generator-export" and config["format_version"] == 1 and config["step"] == 2
     assert config["generator_args"]["image_size"] == 32 and config["speech_args"]["embed_dim"] == 16
+    assert config["generator_args"]["output_symmetry"] == "dihedral"  # the loaded export draws through it too
     assert config["features"]["sample_rate"] == 22050 and config["tts"]["backend"] == "piper"
     assert config["dataset"]["name"] == "shapes"
     card = (out / "README.md").read_text()

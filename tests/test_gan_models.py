@@ -337,3 +337,42 @@ def test_speech_noise_perturbs_only_what_the_generator_sees():
     assert torch.allclose(seen[1].norm(dim=1), torch.ones(4))  # still on the unit sphere, like the encoder's output
     moved = (seen[1] - s).norm(dim=1)
     assert ((moved > 0.05 * 4 * 0.5) & (moved < 0.05 * 4 * 2)).all()  # ~ std * sqrt(16)
+
+
+def test_output_symmetry_draws_each_pose_of_one_drawing_as_z_picks_it():
+    torch.manual_seed(0)
+    plain = Generator(cond_dim=16, image_size=32, ngf=4, z_dim=8).eval()
+    for mode, group in (("flip", 2), ("dihedral", 8)):
+        posed = Generator(cond_dim=16, image_size=32, ngf=4, z_dim=8, output_symmetry=mode).eval()
+        posed.load_state_dict(plain.state_dict())  # the same weights: the setting adds no parameter
+        z, s = torch.randn(400, 8), F.normalize(torch.randn(400, 16), dim=1)
+        with torch.no_grad():
+            drawn, out = plain(z, s), posed(z, s)
+        poses = []
+        for a, b in zip(drawn, out):
+            options = _dihedral(a) if mode == "dihedral" else [a, a.flip(-1)]
+            hits = [i for i, t in enumerate(options) if torch.equal(t, b)]
+            assert len(hits) == 1  # each image is exactly one symmetry of what the network drew
+            poses.append(hits[0])
+        counts = torch.bincount(torch.tensor(poses), minlength=group)
+        assert len(counts) == group and counts.min() > 400 / group / 2  # every pose, about equally often
+        z2 = torch.randn(400, 8)
+        z2[:, 0] = z[:, 0]
+        with torch.no_grad():  # the pose is z's first component alone: the same one gives the same pose
+            again = [torch.equal(p, q) for p, q in zip(posed(z2, s), posed.pose(plain(z2, s), z))]
+        assert all(again)
+    with pytest.raises(ValueError, match="output_symmetry"):
+        Generator(cond_dim=16, image_size=32, ngf=4, output_symmetry="rotate")
+
+
+def test_mode_seeking_gives_no_credit_for_the_pose_alone():
+    torch.manual_seed(0)
+    cfg = GANConfig(image_size=32, ngf=4, ndf=4, damsm_weight=0, mode_seeking_weight=1.0, output_symmetry="dihedral")
+    G = Generator(16, 32, 4, output_symmetry=cfg.output_symmetry)
+    torch.nn.init.zeros_(G.fc.weight)  # a network that ignores z: every z draws one picture, in z's pose
+    loss = FusionS2iGanLoss(G, Discriminator(16, 32, 4), None, cfg)
+    s = F.normalize(torch.randn(1, 16), dim=1).expand(16, -1)
+    fake = loss.generate(s, torch.randn(16, 100))
+    assert (fake - fake[:1]).abs().amax() > 0.1  # the poses differ...
+    _, stats = loss.generator_loss(fake, s, torch.zeros(16), torch.Generator().manual_seed(0))
+    assert stats["g_mode_seeking"] < 1e-6  # ...but the term sees that z changes nothing else

@@ -22,6 +22,7 @@ from s2ikit.utils.errors import UserError
 
 GENERATOR_SETTINGS = (
     "image_size", "ngf", "z_dim", "block", "modules", "fusion", "attention", "smm_hidden", "condition",
+    "output_symmetry",
 )  # fmt: skip
 DISCRIMINATOR_SETTINGS = ("image_size", "ndf", "d_plan")
 GAN_MODEL_SETTINGS = tuple(dict.fromkeys(GENERATOR_SETTINGS + DISCRIMINATOR_SETTINGS))

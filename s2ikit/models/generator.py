@@ -9,6 +9,9 @@ Ablations: block "vsfm" | "dfgan" (DF-GAN's affine fusion); modules "dual" (two 
 Condition of every block's fusion: "speech" (s, the paper's eqs. 4-5) or "noise+speech" (cat(z, s), as DF-GAN's
 code feeds its affine MLPs, so z modulates every layer and not only the first FC). `smm_hidden`: the width of
 the fusion MLPs, 0 = each module's channel count (see models/fusion.py).
+Beyond the paper, `output_symmetry` "flip" | "dihedral": o is mirrored (and turned by quarter turns) by one of
+the 2 (8) symmetries, picked by z's first component, for data sets whose distribution those symmetries leave
+unchanged (shapes). The network then needs to draw only one pose of each picture; z supplies the others.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from s2ikit.models.fusion import VSFM, DFGANFusion
 
 PLAN_256 = (8, 8, 8, 8, 4, 2, 1)  # channel multipliers of ngf for the seven blocks at 256 px
 CONDITIONS = ("speech", "noise+speech")
+POSES = {"none": 1, "flip": 2, "dihedral": 8}  # output_symmetry -> the size of its group
 
 
 def channel_plan(image_size: int) -> tuple[int, ...]:
@@ -85,10 +89,13 @@ class Generator(nn.Module):
         attention: str = "pam",
         smm_hidden: int = 256,
         condition: str = "speech",
+        output_symmetry: str = "none",
     ):
         super().__init__()
         if condition not in CONDITIONS:
             raise ValueError(f"condition must be speech|noise+speech, got {condition}")
+        if output_symmetry not in POSES:
+            raise ValueError(f"output_symmetry must be {'|'.join(POSES)}, got {output_symmetry}")
         plan = channel_plan(image_size)
         self.z_dim, self.image_size, self.condition = z_dim, image_size, condition
         fusion_dim = cond_dim + z_dim if condition == "noise+speech" else cond_dim
@@ -100,6 +107,12 @@ class Generator(nn.Module):
             for i in range(len(plan))
         )
         self.to_rgb = nn.Conv2d(ngf, 3, 3, 1, 1)
+        self.output_symmetry = output_symmetry
+        # z[:, 0] ~ N(0, 1) cut at these quantiles falls in each of the n poses with probability 1/n; a buffer
+        # outside the state dict, so that checkpoints stay the same whatever the setting
+        n = POSES[output_symmetry]
+        edges = torch.distributions.Normal(0.0, 1.0).icdf(torch.arange(1, n) / n)
+        self.register_buffer("pose_edges", edges, persistent=False)
 
     def forward(self, z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.fc(z).view(z.shape[0], self.first_channels, 4, 4)  # eq. 3
@@ -109,4 +122,15 @@ class Generator(nn.Module):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")  # eq. 5: h_{i-1} upsampled
             h = block(h, s)  # eqs. 4-5
-        return torch.tanh(self.to_rgb(F.relu(h)))  # eq. 6
+        return self.pose(torch.tanh(self.to_rgb(F.relu(h))), z)  # eq. 6
+
+    def pose(self, images: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """`images` under the symmetry that each row's z picks (output_symmetry; "none": as they are)."""
+        if self.output_symmetry == "none":
+            return images
+        k = (z[:, :1] > self.pose_edges).sum(1)[:, None, None, None]  # the pose, 0..n-1
+        # every pose of the whole batch, picked per image: a boolean-mask index would make the host wait
+        images = torch.where(k % 2 == 1, images.flip(-1), images)
+        for turns in range(1, 4 if self.output_symmetry == "dihedral" else 1):
+            images = torch.where(k // 2 == turns, torch.rot90(images, turns, dims=(-2, -1)), images)
+        return images

@@ -143,9 +143,13 @@ class FusionS2iGanLoss:
 
     def _mode_seeking(self, fake: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
         """MSGAN's ratio: how far the images of one speech input move per unit of z, for half the batch, each
-        image against a partner drawn from the same speech with another z."""
+        image against a partner drawn from the same speech with another z. With gan.output_symmetry the
+        partner keeps its image's pose (z's first component): a symmetry leaves the distance between two
+        images as it is, so the ratio counts only what z changes in the drawing, which the pose cannot supply."""
         z, speech = self._inputs
         half = max(z.shape[0] // 2, 1)
         z2 = torch.randn(z[:half].shape, generator=rng).to(z.device)
+        if self.config.output_symmetry != "none":
+            z2[:, 0] = z[:half, 0]
         partner = self.G(z2, speech[:half])
         return (fake[:half] - partner).abs().mean() / (z[:half] - z2).abs().mean()
