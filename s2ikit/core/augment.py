@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from s2ikit.models.symmetry import apply_symmetry
+
 SYMMETRIES = ("none", "flip", "dihedral")  # the image modes of augment_images and augment_real
 
 
@@ -37,13 +39,8 @@ def augment_real(images: torch.Tensor, mode: str, generator: torch.Generator) ->
         raise ValueError(f"real-image augmentation must be {'|'.join(SYMMETRIES)}, not {mode!r}")
     b = images.shape[0]
     flip = (torch.rand(b, generator=generator) < 0.5).to(images.device)
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    if mode == "dihedral":
-        turns = torch.randint(4, (b,), generator=generator).to(images.device)[:, None, None, None]
-        # whole-batch rotations picked per image: a boolean-mask index would make the host wait for the device
-        for k in range(1, 4):
-            images = torch.where(turns == k, torch.rot90(images, k, dims=(-2, -1)), images)
-    return images
+    turns = torch.randint(4, (b,), generator=generator).to(images.device) if mode == "dihedral" else None
+    return apply_symmetry(images, flip, turns)
 
 
 def mask_speech(

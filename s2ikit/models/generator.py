@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2ikit.models.fusion import VSFM, DFGANFusion
+from s2ikit.models.symmetry import apply_symmetry
 
 PLAN_256 = (8, 8, 8, 8, 4, 2, 1)  # channel multipliers of ngf for the seven blocks at 256 px
 CONDITIONS = ("speech", "noise+speech")
@@ -128,9 +129,5 @@ class Generator(nn.Module):
         """`images` under the symmetry that each row's z picks (output_symmetry; "none": as they are)."""
         if self.output_symmetry == "none":
             return images
-        k = (z[:, :1] > self.pose_edges).sum(1)[:, None, None, None]  # the pose, 0..n-1
-        # every pose of the whole batch, picked per image: a boolean-mask index would make the host wait
-        images = torch.where(k % 2 == 1, images.flip(-1), images)
-        for turns in range(1, 4 if self.output_symmetry == "dihedral" else 1):
-            images = torch.where(k // 2 == turns, torch.rot90(images, turns, dims=(-2, -1)), images)
-        return images
+        k = (z[:, :1] > self.pose_edges).sum(1)  # the pose, 0..n-1
+        return apply_symmetry(images, k % 2 == 1, k // 2 if self.output_symmetry == "dihedral" else None)
