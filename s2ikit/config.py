@@ -316,6 +316,7 @@ class EncoderConfig:
 @checked(
     "gan",
     smm_hidden=at_least(0),
+    d_residual_init=at_least(0),
     image_size=power_of_two(32, 256),  # the generator's and discriminator's block plans
     ngf=at_least(1),
     ndf=at_least(1),
@@ -415,6 +416,9 @@ class GANConfig:
     # Model shape where the paper gives no value (it gives only the 256 px plan and no MLP width):
     d_plan: Literal["image", "head"] = "image"  # D's channels below 256 px: "image" (ndf at full size, doubling;
     #                                             DF-GAN's) or "head" (the last entries of the 256 px plan)
+    # the starting gain of D's residual branches: 0 (DF-GAN's code) switches them off, so that D starts as a
+    # linear map of the 4x4-pooled image plus its head; 1 starts with the full residual block
+    d_residual_init: float = 0.0
     smm_hidden: int = 0  # hidden width of the SMM / affine MLPs; 0 = the block's channel count (DF-GAN's)
     # each block's fusion sees "speech" (the paper's eqs. 4-5) or "noise+speech" (z too, as DF-GAN's code does)
     condition: Literal["speech", "noise+speech"] = "speech"

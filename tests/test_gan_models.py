@@ -376,3 +376,19 @@ def test_mode_seeking_gives_no_credit_for_the_pose_alone():
     assert (fake - fake[:1]).abs().amax() > 0.1  # the poses differ...
     _, stats = loss.generator_loss(fake, s, torch.zeros(16), torch.Generator().manual_seed(0))
     assert stats["g_mode_seeking"] < 1e-6  # ...but the term sees that z changes nothing else
+
+
+def test_d_residual_init_decides_whether_d_starts_as_a_linear_map_of_the_pooled_image():
+    from s2ikit.core.factories import build_discriminator
+
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+
+    def nonlinearity(D: Discriminator) -> float:  # 0 for a map that is linear in the image (up to its bias)
+        f = D.features
+        return (f(a + b) - f(a) - f(b) + f(torch.zeros_like(a))).abs().max().item()
+
+    off = Discriminator(16, 32, 8, plan="head")  # DF-GAN's start: every residual branch multiplied by 0
+    assert [blk.gamma.item() for blk in off.blocks] == [0.0, 0.0, 0.0] and nonlinearity(off) < 1e-4
+    on = build_discriminator(GANConfig(image_size=32, ndf=8, d_plan="head", d_residual_init=1.0), 16)
+    assert [blk.gamma.item() for blk in on.blocks] == [1.0, 1.0, 1.0] and nonlinearity(on) > 1e-2

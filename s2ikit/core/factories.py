@@ -40,7 +40,7 @@ def build_generator(args: dict[str, Any]) -> Generator:
 
 
 def build_discriminator(config: GANConfig, cond_dim: int) -> Discriminator:
-    return Discriminator(cond_dim, config.image_size, config.ndf, config.d_plan)
+    return Discriminator(cond_dim, config.image_size, config.ndf, config.d_plan, config.d_residual_init)
 
 
 def build_speech_encoder(args: dict[str, Any]) -> SpeechEncoder:

@@ -33,12 +33,14 @@ def channel_plan(image_size: int, plan: str = "image") -> tuple[int, ...]:
 
 
 class DownBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, residual_init: float = 0.0):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 4, 2, 1)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-        self.gamma = nn.Parameter(torch.zeros(1))  # DF-GAN: the residual branch starts switched off
+        # DF-GAN starts the residual branch switched off (0): D is then a linear map of the pooled image until
+        # gamma grows, which it does slowly (`residual_init`)
+        self.gamma = nn.Parameter(torch.full((1,), float(residual_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.conv2(F.leaky_relu(self.conv1(x), 0.2)), 0.2)
@@ -47,12 +49,14 @@ class DownBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, cond_dim: int = 1024, image_size: int = 256, ndf: int = 64, plan: str = "image"):
+    def __init__(
+        self, cond_dim: int = 1024, image_size: int = 256, ndf: int = 64, plan: str = "image", residual_init: float = 0.0
+    ):
         super().__init__()
         multipliers = channel_plan(image_size, plan)
         chans = [multipliers[0] * ndf] + [m * ndf for m in multipliers]
         self.stem = nn.Conv2d(3, chans[0], 3, 1, 1)
-        self.blocks = nn.Sequential(*(DownBlock(chans[i], chans[i + 1]) for i in range(len(multipliers))))
+        self.blocks = nn.Sequential(*(DownBlock(chans[i], chans[i + 1], residual_init) for i in range(len(multipliers))))
         self.feature_channels = chans[-1]
         self.head = nn.Sequential(
             nn.Conv2d(chans[-1] + cond_dim, 2 * ndf, 3, 1, 1),
