@@ -1,8 +1,9 @@
 """Fusion-S2iGan discriminator (Sect. 4.1.2), after DF-GAN.
 
 Image encoder: conv3x3 (stride 1) then residual down blocks, each conv4x4 stride 2 -> LeakyReLU(0.2) -> conv3x3
--> LeakyReLU(0.2) plus a residual shortcut (1x1 conv + average pooling), down to 4x4; at 256 px and ndf = 64 the
-six blocks have 64, 128, 256, 512, 1024, 1024 filters, i.e. multipliers 1, 2, 4, 8, 16, 16 of ndf. The paper
+-> LeakyReLU(0.2), scaled by a learnt gain (DF-GAN's gamma, `residual_init` at the start), plus a residual
+shortcut (1x1 conv + average pooling), down to 4x4; at 256 px and ndf = 64 the six blocks have 64, 128, 256,
+512, 1024, 1024 filters, i.e. multipliers 1, 2, 4, 8, 16, 16 of ndf. The paper
 gives only that plan; below 256 px there are fewer blocks, and `plan` says which end of it they keep:
 "image" (the first entries: ndf channels at full resolution, doubling as the map shrinks, as DF-GAN does) or
 "head" (the last entries: the 4x4 features keep 16 ndf channels, at the cost of 8-16 ndf at full resolution).
@@ -50,13 +51,19 @@ class DownBlock(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(
-        self, cond_dim: int = 1024, image_size: int = 256, ndf: int = 64, plan: str = "image", residual_init: float = 0.0
+        self,
+        cond_dim: int = 1024,
+        image_size: int = 256,
+        ndf: int = 64,
+        plan: str = "image",
+        residual_init: float = 0.0,
     ):
         super().__init__()
         multipliers = channel_plan(image_size, plan)
         chans = [multipliers[0] * ndf] + [m * ndf for m in multipliers]
         self.stem = nn.Conv2d(3, chans[0], 3, 1, 1)
-        self.blocks = nn.Sequential(*(DownBlock(chans[i], chans[i + 1], residual_init) for i in range(len(multipliers))))
+        pairs = zip(chans[:-1], chans[1:], strict=True)
+        self.blocks = nn.Sequential(*(DownBlock(c_in, c_out, residual_init) for c_in, c_out in pairs))
         self.feature_channels = chans[-1]
         self.head = nn.Sequential(
             nn.Conv2d(chans[-1] + cond_dim, 2 * ndf, 3, 1, 1),
