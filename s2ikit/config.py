@@ -417,7 +417,8 @@ class GANConfig:
     d_plan: Literal["image", "head"] = "image"  # D's channels below 256 px: "image" (ndf at full size, doubling;
     #                                             DF-GAN's) or "head" (the last entries of the 256 px plan)
     # the starting gain of D's residual branches: 0 (DF-GAN's code) switches them off, so that D starts as a
-    # linear map of the 4x4-pooled image plus its head; 1 starts with the full residual block
+    # linear map of the average-pooled image plus its head (under MA-GP the gains can stay near 0 for a whole
+    # short run); 1 starts with the full residual block
     d_residual_init: float = 0.0
     smm_hidden: int = 0  # hidden width of the SMM / affine MLPs; 0 = the block's channel count (DF-GAN's)
     # each block's fusion sees "speech" (the paper's eqs. 4-5) or "noise+speech" (z too, as DF-GAN's code does)

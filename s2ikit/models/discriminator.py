@@ -40,7 +40,7 @@ class DownBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
         # DF-GAN starts the residual branch switched off (0): D is then a linear map of the pooled image until
-        # gamma grows, which it does slowly (`residual_init`)
+        # gamma grows, which MA-GP can keep it from doing (`residual_init`)
         self.gamma = nn.Parameter(torch.full((1,), float(residual_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
