@@ -73,8 +73,8 @@ def step_memory(args: tuple[int, int, int]) -> tuple[float, float]:
 
 
 def prepared_data(tmp: Path) -> Path:
-    from s2ikit.pipelines.prepare import RunOptions, prepare
-    from s2ikit.pipelines.steps import PrepareContext
+    from s2ikit.preparation.prepare import RunOptions, prepare
+    from s2ikit.preparation.steps import PrepareContext
     from s2ikit.tts.cache import default_cache_dir
 
     overrides = {

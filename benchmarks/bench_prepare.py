@@ -15,8 +15,8 @@ from pathlib import Path
 
 from s2ikit.config import load_preset
 from s2ikit.data.sources import get_source
-from s2ikit.pipelines.prepare import RunOptions, prepare
-from s2ikit.pipelines.steps import PrepareContext, synthesis_params
+from s2ikit.preparation.prepare import RunOptions, prepare
+from s2ikit.preparation.steps import PrepareContext, synthesis_params
 from s2ikit.tts import load_backend
 
 

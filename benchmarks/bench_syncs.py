@@ -150,8 +150,8 @@ def patch(tracker: DeviceTracker, collectives: collections.Counter) -> None:
 
 
 def tiny_data(tmp: Path) -> tuple[Path, Path]:
-    from s2ikit.pipelines.prepare import RunOptions, prepare
-    from s2ikit.pipelines.steps import PrepareContext
+    from s2ikit.preparation.prepare import RunOptions, prepare
+    from s2ikit.preparation.steps import PrepareContext
     from s2ikit.training.encoder import train_encoder
     from s2ikit.tts.cache import default_cache_dir
 

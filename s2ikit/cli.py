@@ -184,8 +184,8 @@ def run_prepare(
 ) -> None:
     """Prepare `dataset` into `out`; `extra` holds the values of its key-setting flags (None: not given), and
     `flags` names each key's flag for error messages."""
-    from s2ikit.pipelines.prepare import RunOptions, prepare
-    from s2ikit.pipelines.steps import PrepareContext
+    from s2ikit.preparation.prepare import RunOptions, prepare
+    from s2ikit.preparation.steps import PrepareContext
     from s2ikit.tts.cache import default_cache_dir
 
     sections = parse_overrides(overrides or [])
@@ -446,7 +446,7 @@ def generate(
     Example: s2ikit generate runs/shapes/gan --text "a large green triangle" --num 8 -o triangle.png
     """
     from s2ikit.core.grid import save_grid
-    from s2ikit.core.pipeline import SpeechToImage
+    from s2ikit.core.speech_to_image import SpeechToImage
 
     if not wav and not text:
         raise UserError("give at least one --wav FILE or --text SENTENCE")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from s2ikit.config import EncoderConfig, GANConfig, load_preset
-from s2ikit.pipelines.prepare import PrepareReport, RunOptions, prepare
-from s2ikit.pipelines.steps import PrepareContext
+from s2ikit.preparation.prepare import PrepareReport, RunOptions, prepare
+from s2ikit.preparation.steps import PrepareContext
 
 # 8 classes x 2 images x 2 captions; 3 images per shard -> 3 shards per split. About 25 distinct sentences.
 TINY = {

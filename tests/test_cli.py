@@ -66,7 +66,7 @@ def test_prepare_help_lists_every_data_set_with_a_command():
 
 def _prepared_context(monkeypatch, args: list[str]):
     """Run `s2ikit prepare ...` up to the pipeline and return the PrepareContext it would have run."""
-    import s2ikit.pipelines.prepare
+    import s2ikit.preparation.prepare
 
     seen = []
 
@@ -74,7 +74,7 @@ def _prepared_context(monkeypatch, args: list[str]):
         seen.append(ctx)
         raise SystemExit(0)
 
-    monkeypatch.setattr(s2ikit.pipelines.prepare, "prepare", stop)
+    monkeypatch.setattr(s2ikit.preparation.prepare, "prepare", stop)
     result = runner.invoke(app, ["prepare", *args])
     assert seen, result.output
     return seen[0]

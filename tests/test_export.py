@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from s2ikit.cli import app
 from s2ikit.core.export import WEIGHTS, load_export
-from s2ikit.core.pipeline import SpeechToImage
+from s2ikit.core.speech_to_image import SpeechToImage
 from s2ikit.utils.errors import UserError
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "s2ikit"
 LAYER = {
     "__main__": 8,
     "cli": 7,
-    "pipelines": 6,  # peers: prepare data, train, evaluate; they share only what lies below
+    "preparation": 6,  # peers: prepare data, train, evaluate; they share only what lies below
     "training": 6,
     "evaluation": 6,
     "doctor": 6,
@@ -76,7 +76,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     [
         ("from s2ikit.evaluation.report import write_report\n", "training/gan.py imports s2ikit.evaluation (a peer)"),
         ("def f():\n    import s2ikit.cli\n", "training/gan.py imports s2ikit.cli (a higher layer)"),
-        ("from s2ikit import pipelines\n", "training/gan.py imports s2ikit.pipelines (a peer)"),
+        ("from s2ikit import preparation\n", "training/gan.py imports s2ikit.preparation (a peer)"),
     ],
 )
 def test_the_check_catches_peer_and_upward_imports(tmp_path, source, expected):

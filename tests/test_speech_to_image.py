@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from s2ikit.cli import app
-from s2ikit.core.pipeline import SpeechToImage
+from s2ikit.core.speech_to_image import SpeechToImage
 from s2ikit.utils.errors import UserError
 
 runner = CliRunner()
@@ -100,7 +100,7 @@ def test_bad_audio_is_one_line_naming_it(gan_run, tmp_path):
 def test_import_s2ikit_stays_light_and_exports_the_pipeline():
     code = (
         "import sys, s2ikit; assert 'torch' not in sys.modules, 'torch imported'; "
-        "from s2ikit import SpeechToImage; from s2ikit.core.pipeline import SpeechToImage as P; "
+        "from s2ikit import SpeechToImage; from s2ikit.core.speech_to_image import SpeechToImage as P; "
         "assert SpeechToImage is P and 'torch' in sys.modules"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

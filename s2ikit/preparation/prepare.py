@@ -27,9 +27,9 @@ from s2ikit.config import as_dict
 from s2ikit.data.dataset_info import write_dataset
 from s2ikit.data.records import Record, read_index, write_index
 from s2ikit.data.sources import get_source
-from s2ikit.pipelines.plan import Unit, partition, plan_units
-from s2ikit.pipelines.runner import run_units, unit_records
-from s2ikit.pipelines.steps import STEP_NAMES, STEPS, PrepareContext
+from s2ikit.preparation.plan import Unit, partition, plan_units
+from s2ikit.preparation.runner import run_units, unit_records
+from s2ikit.preparation.steps import STEP_NAMES, STEPS, PrepareContext
 from s2ikit.utils.atomic import fingerprint, read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from s2ikit import __version__
-from s2ikit.pipelines.plan import Unit
-from s2ikit.pipelines.steps import STEPS, PrepareContext, Resources, Step, Tick, source_stamps
+from s2ikit.preparation.plan import Unit
+from s2ikit.preparation.steps import STEPS, PrepareContext, Resources, Step, Tick, source_stamps
 from s2ikit.utils.atomic import file_sha256, fingerprint, read_json, write_json
 
 STEP_BY_NAME = {s.name: s for s in STEPS}

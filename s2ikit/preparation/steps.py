@@ -26,7 +26,7 @@ from s2ikit.data.records import Record
 from s2ikit.data.shards import ShardWriter, SpokenCaption
 from s2ikit.data.sources import Source, get_source
 from s2ikit.data.sources.layout import file_stamps
-from s2ikit.pipelines.plan import Unit
+from s2ikit.preparation.plan import Unit
 from s2ikit.tts import SynthesisParams, TTSBackend, load_backend
 from s2ikit.tts.cache import SpeechCache
 from s2ikit.utils.atomic import atomic_path, write_bytes

@@ -1,1 +1,0 @@
-"""Pipelines: the preparation DAG (index -> speech -> features -> images -> shards -> finalize)."""

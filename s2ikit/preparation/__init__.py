@@ -1,0 +1,1 @@
+"""Data preparation: the DAG index -> speech -> features -> images -> shards -> finalize, run in resumable units."""
