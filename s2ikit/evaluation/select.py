@@ -1,7 +1,7 @@
 """`s2ikit select`: pick a run's best kept generator by the `class_accuracy` metric, on *training* captions only.
 
-GAN quality swings from checkpoint to checkpoint: on shapes the judge's shape accuracy of one run moves by up
-to 10 points between checkpoints 200 steps apart, and the last checkpoint is often not the best. With
+GAN quality swings from checkpoint to checkpoint, so the last checkpoint is often not the best
+(docs/experiments/shapes-speech-noise-and-select.md). With
 gan.keep_generators on, `train-gan` keeps every checkpoint's EMA generator; this runs the `class_accuracy` metric
 (the judge of `s2ikit evaluate`, from the same cache) over each of them on up to `evaluate.select_captions`
 training captions, one image each, and copies the winner to checkpoints/best.pt, with checkpoints/selection.json

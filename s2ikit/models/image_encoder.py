@@ -48,8 +48,8 @@ class InceptionImageEncoder(nn.Module):
 
 class ConvImageEncoder(nn.Module):
     """VGG-style: four stages of two conv3x3 + BN + ReLU and a 2x2 max-pool; global average and max pooling
-    concatenated; projection; L2 norm. On shapes this learns shape (not only colour and size) about five times
-    faster than strided convolutions with average pooling (98% vs 60% test class accuracy, 15 vs 30 epochs)."""
+    concatenated; projection; L2 norm. It learns shape, not only colour and size, which strided convolutions with
+    average pooling were slow to learn (docs/experiments/shapes-encoder.md)."""
 
     def __init__(self, embed_dim: int = 1024, width: int = 16):
         super().__init__()

@@ -28,7 +28,7 @@ def standing_statistics(G_ema: nn.Module, speech_bank: list[torch.Tensor], z_dim
 
     The VSFMs' BatchNorm buffers are copied from the trained G each step, but they describe G's activations,
     not those of the averaged weights; sampling with them gives washed-out, mixed-colour images early in a run
-    (measured on shapes at step 800: judge shape accuracy 26% with copied statistics, 31% re-estimated).
+    (docs/experiments/shapes-ema.md).
     """
     norms = [m for m in G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
