@@ -13,7 +13,7 @@ import pytest
 
 from s2ikit.config import LoaderConfig
 from s2ikit.data.loader import make_loader
-from s2ikit.data.shards import read_shard
+from s2ikit.data.shards import has_split, read_shard, read_sizes, write_sizes
 from s2ikit.utils.errors import UserError
 
 
@@ -95,3 +95,15 @@ def test_an_occasional_bad_sample_is_skipped_with_a_warning(reference, tmp_path)
         batches = list(make_loader(data, LoaderConfig(split="test", mode="test", batch_size=5)))
     keys = {k for b in batches for k in b["key"]}
     assert len(keys) == 7 and broken[0] not in keys  # the test split's other 7 images
+
+
+def test_sizes_json_round_trips_and_a_damaged_one_is_one_line(tmp_path):
+    assert not has_split(tmp_path, "test")
+    write_sizes(tmp_path, "test", {"shard-000000.tar": 3, "shard-000001.tar": 0})
+    assert has_split(tmp_path, "test") and not has_split(tmp_path, "train")
+    assert read_sizes(tmp_path, "test") == {"shard-000000.tar": 3, "shard-000001.tar": 0}
+    sizes = tmp_path / "shards" / "test" / "sizes.json"
+    for damaged in ('{"shard-000000.tar": 3', '["shard-000000.tar"]', '{"shard-000000.tar": "3"}'):
+        sizes.write_text(damaged)
+        with pytest.raises(UserError, match=r"sizes\.json: not "):
+            make_loader(tmp_path, LoaderConfig(split="test", mode="test"))

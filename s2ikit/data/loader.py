@@ -15,7 +15,6 @@ class_id (B,), caption_index (B,), key (list), text (list), attributes (list of 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -29,17 +28,13 @@ import torch
 import webdataset as wds
 
 from s2ikit.config import LoaderConfig
-from s2ikit.data.shards import decode_members, read_shard
+from s2ikit.data.shards import decode_members, read_shard, read_sizes, split_folder
 from s2ikit.utils.errors import UserError
 
 
 def shard_list(data_dir: str | Path, split: str) -> tuple[list[str], dict[str, int]]:
     """Shard paths of `split` with samples (from sizes.json) and the sizes themselves."""
-    folder = Path(data_dir) / "shards" / split
-    sizes_file = folder / "sizes.json"
-    if not sizes_file.is_file():
-        raise UserError(f"{sizes_file}: missing; is {data_dir} a finished `s2ikit prepare` output?")
-    sizes = json.loads(sizes_file.read_text())
+    folder, sizes = split_folder(data_dir, split), read_sizes(data_dir, split)
     urls = [str(folder / name) for name, n in sorted(sizes.items()) if n > 0]
     if not urls:
         raise UserError(f"{folder}: no samples in split '{split}'")

@@ -10,6 +10,10 @@ its first dot; keys are plain, see `records.KEY_PATTERN`):
     KEY.cNN.flac         caption NN's speech: 16-bit mono FLAC at the feature rate
     KEY.cNN.npy          caption NN's log-mel, (T, n_mels), a plain .npy (never a pickle)
 
+Beside each split's shards, `shards/<split>/sizes.json` maps each shard's file name to its sample count (open_clip's
+convention): `prepare` writes it with `write_sizes` when it finalizes, the loader reads it with `read_sizes`, and
+`has_split` says whether a prepared split exists.
+
 A shard is untrusted input. The reader skips members that are not regular files, whose name is not a plain key
 followed by a suffix of the schema (a path such as `../x` or `/etc/x`, a key with `/`, `KEY.gif`) or that are
 larger than any sample member can be, with one warning per shard naming it; nothing from a shard is written to
@@ -33,6 +37,8 @@ import numpy as np
 from PIL import Image
 
 from s2ikit.data.records import KEY_PATTERN, Record
+from s2ikit.utils.atomic import write_json
+from s2ikit.utils.errors import UserError
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg")  # prepare writes png or jpg; jpeg is read for hand-made shards
 META = "json"
@@ -41,6 +47,36 @@ _CAPTION = re.compile(r"^c(\d{2})\.(flac|npy)$")
 # not samples, and reading them whole would only cost memory.
 MAX_MEMBER_BYTES = 64 << 20
 MAX_SAMPLE_PIXELS = 4096 * 4096
+SIZES = "sizes.json"  # in shards/<split>/: {shard file name: samples in it}
+
+
+def split_folder(data_dir: str | Path, split: str) -> Path:
+    """Where a prepared data set keeps `split`'s shards and their sizes.json."""
+    return Path(data_dir) / "shards" / split
+
+
+def write_sizes(data_dir: str | Path, split: str, sizes: dict[str, int]) -> None:
+    """`split`'s sizes.json, atomically; left untouched when unchanged (a rerun changes no file)."""
+    write_json(split_folder(data_dir, split) / SIZES, sizes, only_if_changed=True)
+
+
+def read_sizes(data_dir: str | Path, split: str) -> dict[str, int]:
+    """`split`'s {shard file name: samples}, or one line naming the file when it is missing or unreadable."""
+    path = split_folder(data_dir, split) / SIZES
+    if not path.is_file():
+        raise UserError(f"{path}: missing; is {data_dir} a finished `s2ikit prepare` output?")
+    try:
+        sizes = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path}: not readable as JSON ({e}); rerun `s2ikit prepare`") from None
+    if not isinstance(sizes, dict) or not all(isinstance(n, int) for n in sizes.values()):
+        raise UserError(f"{path}: not a map of shard names to sample counts; rerun `s2ikit prepare`")
+    return sizes
+
+
+def has_split(data_dir: str | Path, split: str) -> bool:
+    """Whether `split` was prepared (its sizes.json exists; finalize writes it last, after every shard)."""
+    return (split_folder(data_dir, split) / SIZES).is_file()
 
 
 def caption_member(index: int, kind: str) -> str:

@@ -26,6 +26,7 @@ from s2ikit import __version__
 from s2ikit.config import as_dict
 from s2ikit.data.dataset_info import write_dataset
 from s2ikit.data.records import Record, read_index, write_index
+from s2ikit.data.shards import write_sizes
 from s2ikit.data.sources import get_source
 from s2ikit.preparation.plan import Unit, partition, plan_units
 from s2ikit.preparation.runner import run_units, unit_records
@@ -184,7 +185,7 @@ def finalize(ctx: PrepareContext, records: list[Record], units: list[Unit]) -> d
         for name in ("speech", "features", "images", "shards"):
             failures.extend(per_step[name]["failures"])
     for name, split in splits.items():
-        write_json(ctx.out / "shards" / name / "sizes.json", split["shards"], only_if_changed=True)
+        write_sizes(ctx.out, name, split["shards"])
     lines = "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
     write_bytes(ctx.out / "failures.jsonl", lines.encode(), only_if_changed=True)
     classes = sorted({(r.class_id, r.class_name) for r in records})

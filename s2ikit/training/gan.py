@@ -34,6 +34,7 @@ from s2ikit.core.factories import (
 from s2ikit.core.grid import save_grid
 from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.loader import make_loader
+from s2ikit.data.shards import has_split
 from s2ikit.training.distributed import DistInfo, broadcast_parameters, cleanup, init_distributed, sync_gradients
 from s2ikit.training.ema import ema_decay_at, standing_statistics, update_ema
 from s2ikit.training.engine import Engine, Schedule, Task
@@ -203,7 +204,7 @@ def train_gan(
 @torch.no_grad()
 def _fixed_samples(data_dir: Path, speech_encoder: nn.Module, device: torch.device, n: int = 16) -> dict[str, Any]:
     """One caption from each of the first `n` classes met in the test split (else train): one grid per sample step."""
-    split = "test" if (data_dir / "shards" / "test" / "sizes.json").is_file() else "train"
+    split = "test" if has_split(data_dir, "test") else "train"
     mels, lengths, texts, classes = [], [], [], set()
     for batch in make_loader(data_dir, LoaderConfig(split=split, mode="test", batch_size=64)):
         for i, cls in enumerate(batch["class_id"].tolist()):
