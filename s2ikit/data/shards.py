@@ -75,7 +75,7 @@ def read_sizes(data_dir: str | Path, split: str) -> dict[str, int]:
 
 
 def has_split(data_dir: str | Path, split: str) -> bool:
-    """Whether `split` was prepared (its sizes.json exists; finalize writes it last, after every shard)."""
+    """Whether `split` was prepared (its sizes.json exists: finalize writes it once every shard is done)."""
     return (split_folder(data_dir, split) / SIZES).is_file()
 
 
