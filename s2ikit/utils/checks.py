@@ -128,7 +128,9 @@ def checked(section: str, **rules: Rule) -> Callable[[type], type]:
         unknown = set(rules) - set(cls.__annotations__)
         if unknown:  # a misspelt rule would otherwise fail only when the class is first built
             raise TypeError(f"{cls.__name__}: rules for fields it does not have: {', '.join(sorted(unknown))}")
-        declared = {k for k, v in cls.__dict__.items() if isinstance(v, dataclasses.Field) and v.metadata.get("rule")}
+        # under @dataclass the fields are still Field objects in the class body; above it, in __dataclass_fields__
+        fields = getattr(cls, "__dataclass_fields__", None) or vars(cls)
+        declared = {k for k, v in fields.items() if isinstance(v, dataclasses.Field) and v.metadata.get("rule")}
         twice = declared & set(rules)
         if twice:
             raise TypeError(f"{cls.__name__}: rules given twice (field and @checked): {', '.join(sorted(twice))}")
