@@ -140,8 +140,9 @@ _DATASETS: dict[str, DatasetEntry] = {}
 
 
 def register_dataset(entry: DatasetEntry) -> None:
-    """Add a data set to the catalog (its module does, when imported). A name may be registered once; its section
-    must be a settings dataclass and each of its prepare flags must set a key that exists."""
+    """Add a data set to the catalog (its module does, when imported). A name is registered once (again only by
+    the same section class: a reloaded module); its section must be a settings dataclass and each of its prepare
+    flags must set a key that exists."""
     taken = [f.name for f in dataclasses.fields(Preset)]
     if entry.name in taken or not entry.name.isidentifier():
         raise TypeError(f"data set name {entry.name!r}: must be an identifier other than {', '.join(taken)}")
@@ -215,20 +216,17 @@ class GANConfig:
     # fields in this order.
     # px, a power of two in [32, 256]; the block count follows
     image_size: int = setting(256, power_of_two(32, 256), group="network")
-    ngf: int = setting(
-        32, at_least(1), group="network"
-    )  # generator width: the last block has ngf channels, the first 8 ngf
-    ndf: int = setting(
-        64, at_least(1), group="network"
-    )  # discriminator width: filters 1, 2, 4, 8, 16, 16 x ndf at 256 px
+    # generator width: the last block has ngf channels, the first 8 ngf
+    ngf: int = setting(32, at_least(1), group="network")
+    # discriminator width: filters 1, 2, 4, 8, 16, 16 x ndf at 256 px
+    ndf: int = setting(64, at_least(1), group="network")
     z_dim: int = setting(100, at_least(1), group="network")
     # "vsfm" (the paper) or "dfgan" (DF-GAN's affine fusion): Table 5
     block: Literal["vsfm", "dfgan"] = setting("vsfm", group="network")
     # fusion modules per block: "dual" (the paper) or "single": Table 6
     modules: Literal["dual", "single"] = setting("dual", group="network")
-    fusion: Literal["wfm", "add", "product"] = setting(
-        "wfm", group="network"
-    )  # "wfm" (the paper), "add" or "product": Table 4
+    # "wfm" (the paper), "add" or "product": Table 4
+    fusion: Literal["wfm", "add", "product"] = setting("wfm", group="network")
     attention: Literal["pam", "none"] = setting("pam", group="network")  # "pam" (the paper) or "none": Table 3
     batch_size: int = setting(32, at_least(1), group="optimisation")  # per process
     lr_g: float = setting(1e-4, positive, group="optimisation")  # TTUR (paper Sect. 5.1)

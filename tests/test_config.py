@@ -15,7 +15,7 @@ from s2ikit.config import (
     parse_overrides,
     register_dataset,
 )
-from s2ikit.utils.checks import at_least, checked, group_of, in_group, setting
+from s2ikit.utils.checks import at_least, checked, in_group, setting
 from s2ikit.utils.errors import UserError
 
 
@@ -178,7 +178,7 @@ def test_a_rule_declared_beside_its_field_is_checked_and_names_the_section():
         width: int = setting(4, at_least(1), group="network")
         name: str = "x"
 
-    assert Demo(width=2).width == 2 and group_of(Demo, "width") == "network" and in_group(Demo, "loss") == ()
+    assert Demo(width=2).width == 2 and in_group(Demo, "network") == ("width",) and in_group(Demo, "loss") == ()
     with pytest.raises(UserError, match=r"^demo\.width: must be at least 1, got 0$"):
         Demo(width=0)
     with pytest.raises(TypeError, match="rules given twice"):

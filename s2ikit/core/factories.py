@@ -25,6 +25,7 @@ from s2ikit.models.discriminator import Discriminator
 from s2ikit.models.generator import Generator
 from s2ikit.models.image_encoder import build_image_encoder
 from s2ikit.models.speech_encoder import SpeechEncoder
+from s2ikit.utils.checks import in_group
 from s2ikit.utils.errors import UserError
 
 CONSTRUCTOR_GROUPS = ("network", "init")  # "init": starting values only, which a resume's weights replace
@@ -70,8 +71,8 @@ def config_arguments(
 
 def shaping(config: type, *arguments: Mapping[str, str]) -> tuple[str, ...]:
     """The fields of the "network" group among these {argument: field} maps, in order, each once."""
-    groups = {f.name: f.metadata.get("group") for f in dataclasses.fields(config)}
-    return tuple(dict.fromkeys(k for args in arguments for k in args.values() if groups[k] == "network"))
+    network = set(in_group(config, "network"))
+    return tuple(dict.fromkeys(k for args in arguments for k in args.values() if k in network))
 
 
 GENERATOR_ARGS = config_arguments(Generator, GANConfig, supplied=("cond_dim",))

@@ -74,8 +74,11 @@ def items(rule: Rule | None = None, count: int | None = None) -> Rule:
     return check
 
 
-# What a setting shapes. "network": an argument of a network's constructor that decides its weights' shapes (a
-# resume may not change it); "init": one that only decides their starting values.
+# What a setting shapes. "network": an argument of a network's constructor (its layers, widths, choices of
+# module), which a resume may not change; "init": one that only sets starting values, which a resumed run's weights
+# replace; "loss": the objective's terms and weights; "optimisation": batch, optimiser, learning-rate schedule and
+# EMA; "augmentation": what is varied in the inputs; "schedule": how long, and when to log, sample and keep
+# checkpoints; "data": which examples are used; "run": speed, workers and seeds.
 GROUPS = ("network", "init", "loss", "optimisation", "augmentation", "schedule", "data", "run")
 
 
@@ -85,11 +88,6 @@ def setting(default: Any, rule: Rule | None = None, *, group: str | None = None)
     if group is not None and group not in GROUPS:
         raise TypeError(f"setting group {group!r} is not one of {', '.join(GROUPS)}")
     return dataclasses.field(default=default, metadata={"rule": rule, "group": group})
-
-
-def group_of(cls: type, name: str) -> str | None:
-    """The group `setting(..., group=)` gave the field `name` of the dataclass `cls` (None when not given)."""
-    return {f.name: f.metadata.get("group") for f in dataclasses.fields(cls)}[name]
 
 
 def in_group(cls: type, group: str) -> tuple[str, ...]:
