@@ -80,6 +80,10 @@ bench: $(STAMP)  ## benchmarks (~10 min on 2 cores): GAN step vs DF-GAN's (DFGAN
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_syncs.py
 
+.PHONY: golden
+golden: $(STAMP)  ## rewrite tests/data/presets_golden.json from pipelines/*.toml (then read its diff)
+	$(BIN)/python tests/golden_presets.py
+
 lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check s2ikit tests benchmarks
 	$(BIN)/ruff format --check s2ikit tests benchmarks

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from s2ikit import __version__
-from s2ikit.config import PREPARE_SOURCES, PrepareFlag, PrepareSource, load_preset, parse_overrides
+from s2ikit.config import PrepareFlag, PrepareSource, datasets, load_preset, parse_overrides
 from s2ikit.utils.errors import UserError
 
 console = Console(stderr=True)
@@ -99,7 +99,8 @@ def download_weights(
 
 
 # ---- prepare ----------------------------------------------------------------------------------------------
-# One command per data set, built from its entry in PREPARE_SOURCES: the options below, then the data set's own.
+# One command per registered data set (s2ikit.config.datasets()), built from the PrepareSource its module declares:
+# the options below, then the data set's own.
 ROOT = typer.Option(
     ...,
     "--root",
@@ -230,8 +231,13 @@ def print_report(report) -> None:
     console.print(f"shards: {report.out / 'shards'}")
 
 
-for _name, _source in PREPARE_SOURCES.items():
-    prepare_app.command(_name, help=_source.help)(prepare_command(_name, _source))
+def add_prepare_commands(group: typer.Typer) -> None:
+    """`prepare NAME` for every data set in the catalog: the generated ones (no download to wait for) first."""
+    for name, entry in sorted(datasets().items(), key=lambda item: (item[1].prepare.root, item[0])):
+        group.command(name, help=entry.prepare.help)(prepare_command(name, entry.prepare))
+
+
+add_prepare_commands(prepare_app)
 
 
 def main() -> None:

@@ -2,8 +2,13 @@
 
 Precedence: dataclass defaults < preset file (`pipelines/<dataset>.toml`, and the presets it `extends`) < CLI
 flags / `--set section.key=value`. Unknown sections and keys are errors, so a typo never silently falls back to a
-default. Each dataclass checks its values when it is built (choices from its `Literal` types, ranges from its
-`@checked` rules), and the loader names where a bad value came from: the flag, or the file and [section].key.
+default. Each dataclass checks its values when it is built (choices from its `Literal` types, ranges from the
+rule each field declares beside its default, `setting(default, rule, group=...)`), and the loader names where a
+bad value came from: the flag, or the file and [section].key.
+
+Data sets are plug-ins: each registers its own section, `s2ikit prepare NAME` options and model-card terms
+(`register_dataset`) from its module in s2ikit/data/sources/, which importing `s2ikit` loads; a preset may then
+hold a [NAME] section for every registered data set.
 """
 
 from __future__ import annotations
@@ -25,36 +30,30 @@ from s2ikit.utils.checks import (
     positive,
     positive_even,
     power_of_two,
+    setting,
 )
 from s2ikit.utils.errors import UserError
 from s2ikit.utils.tables import add_overrides, build_section, read_layers
 
-__all__ = ["build_section", "load_preset", "parse_overrides"]  # build_section: re-exported for checkpoint configs
+# build_section: re-exported for checkpoint configs
+__all__ = ["build_section", "load_preset", "parse_overrides", "register_dataset"]
 
 
 @dataclass(frozen=True)
-@checked(
-    "features",
-    sample_rate=positive,
-    n_mels=at_least(1),
-    n_fft=positive,
-    win_length=at_most_field("n_fft"),  # librosa pads the window to n_fft, so it cannot be longer
-    hop_length=positive,
-    power=positive,
-    log_offset=positive,  # log(0) for silent bins otherwise
-)
+@checked("features")
 class FeatureConfig:
     """Log-mel recipe. Defaults are S2IGAN's (data_processing/Audio_to_mel.py) so numbers stay comparable."""
 
-    sample_rate: int = 22050  # Hz; every utterance is resampled to this before anything else
-    n_mels: int = 40  # mel bins
-    n_fft: int = 551  # samples; 25 ms at 22,050 Hz (int(22050 * 0.025))
-    win_length: int = 551  # samples; S2IGAN leaves it at n_fft
-    hop_length: int = 220  # samples; 10 ms
+    sample_rate: int = setting(22050, positive)  # Hz; every utterance is resampled to this before anything else
+    n_mels: int = setting(40, at_least(1))  # mel bins
+    n_fft: int = setting(551, positive)  # samples; 25 ms at 22,050 Hz (int(22050 * 0.025))
+    # samples; S2IGAN leaves it at n_fft. librosa pads the window to n_fft, so it cannot be longer.
+    win_length: int = setting(551, at_most_field("n_fft"))
+    hop_length: int = setting(220, positive)  # samples; 10 ms
     window: Literal["hann", "hamming", "blackman", "bartlett", "boxcar"] = "hann"
-    power: float = 2.0  # 2 = power spectrogram
+    power: float = setting(2.0, positive)  # 2 = power spectrogram
     center: bool = True  # librosa's default, which S2IGAN uses
-    log_offset: float = 1e-6  # log(mel + offset)
+    log_offset: float = setting(1e-6, positive)  # log(mel + offset); log(0) for silent bins otherwise
     normalize: Literal["utterance", "none"] = "utterance"  # each mel bin's mean/std over time (S2IGAN's cmvn)
     dtype: Literal["float32", "float16"] = "float32"  # "float16" halves the shards
 
@@ -84,95 +83,21 @@ class TTSConfig:
 
 
 @dataclass(frozen=True)
-@checked("prepare", image_size=at_least(8), jpeg_quality=between(1, 100), shard_size=at_least(1))
+@checked("prepare")
 class PrepareConfig:
     """How samples are stored in the shards."""
 
-    image_size: int = 64  # pixels; shapes are rendered at this size, photos resized to it (shorter side)
+    # pixels; shapes are rendered at this size, photos resized to it (shorter side)
+    image_size: int = setting(64, at_least(8))
     image_format: Literal["png", "jpg"] = "png"  # png (lossless) or jpg
-    jpeg_quality: int = 95  # only for jpg
-    shard_size: int = 64  # images per shard; also the unit of work, resume and partitioning
+    jpeg_quality: int = setting(95, between(1, 100))  # only for jpg
+    shard_size: int = setting(64, at_least(1))  # images per shard; also the unit of work, resume and partitioning
     seed: int = 0  # drives the split, rendering and speaking-rate choice
 
 
-@dataclass(frozen=True)
-@checked(
-    "shapes",
-    images_per_class=at_least(1),
-    captions_per_image=at_least(1),
-    test_fraction=fraction,
-    colours=items(),
-    shapes=items(),
-    sizes=items(),
-)
-class ShapesConfig:
-    """The embedded data set: coloured geometric shapes described by spoken captions."""
-
-    images_per_class: int = 20  # 48 classes (6 colours x 4 shapes x 2 sizes)
-    captions_per_image: int = 3
-    test_fraction: float = 0.2  # of each class's images; the split is a seeded shuffle within each class
-    # Vocabulary; a subset gives a smaller data set (classes = colours x shapes x sizes).
-    colours: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple")
-    shapes: tuple[str, ...] = ("circle", "square", "triangle", "star")
-    sizes: tuple[str, ...] = ("small", "large")
-
-
-@dataclass(frozen=True)
-@checked("cub", captions_per_image=at_least(1), limit=at_least(0))
-class CUBConfig:
-    """CUB-200-2011 with Reed et al.'s captions, read from --root (layout in data_manifests/cub.toml)."""
-
-    captions_per_image: int = 10  # first N lines of each caption file; Reed et al. wrote 10 per image
-    # Crop around the bird's bounding box first, as AttnGAN/S2IGAN do: a square of half-side 0.75 x the
-    # box's longer side, centred on the box, clamped to the image.
-    bbox_crop: bool = True
-    # Used only without StackGAN's birds/{train,test}/filenames.pickle: a file naming the test classes
-    # (one per line, "001.Black_footed_Albatross" or its number in classes.txt), relative to --root or
-    # absolute. Empty: CUB's own train_test_split.txt (every class in both splits; not the paper's split).
-    test_classes: str = ""
-    limit: int = 0  # keep only the first N images of each split (a quick first try); 0 = all
-
-
-@dataclass(frozen=True)
-@checked("oxford", captions_per_image=at_least(1), limit=at_least(0))
-class OxfordConfig:
-    """Oxford-102 flowers with Reed et al.'s captions, read from --root (layout in data_manifests/oxford.toml)."""
-
-    captions_per_image: int = 10  # first N lines of each caption file; Reed et al. wrote 10 per image
-    limit: int = 0  # keep only the first N images of each split; 0 = all
-
-
-@dataclass(frozen=True)
-@checked("flickr8k", limit=at_least(0))
-class Flickr8kConfig:
-    """Flickr8k images with the Flickr Audio Caption Corpus's recorded speech (5 utterances per image)."""
-
-    # Flickr8k's 1,000 dev images: "none" leaves them out (S2IGAN trains on train and tests on test; the
-    # encoder carves its validation set out of train), "train" adds them to the training split.
-    dev_split: Literal["none", "train"] = "none"
-    limit: int = 0  # keep only the first N images of each split; 0 = all
-
-
-@dataclass(frozen=True)
-@checked("places", classes=items(), test_fraction=fraction, limit=at_least(0))
-class PlacesConfig:
-    """Places-subset: Places Audio Caption utterances whose Places205 image is in one of `classes`."""
-
-    # Paths relative to --root (or absolute). The metadata JSON's "wav" entries are relative to audio_root,
-    # its "image" entries (e.g. "b/bedroom/gsun_x.jpg") relative to image_root.
-    metadata: str = "PlacesAudio_400k_distro/metadata/train.json"
-    audio_root: str = "PlacesAudio_400k_distro"
-    image_root: str = "images256"
-    classes: tuple[str, ...] = (
-        "bedroom", "dinette", "dining_room", "home_office", "hotel_room", "kitchenette", "living_room",
-    )  # fmt: skip
-    # S2IGAN's subset split is not published: each image goes to test when a hash of its path falls below
-    # this fraction (stable across runs and machines). 2,870 / 13,803 pairs in the paper is 0.208.
-    test_fraction: float = 0.208
-    limit: int = 0  # keep only the first N images of each split; 0 = all
-
-
-# ---- `s2ikit prepare NAME`: each data set's own options, as data (the command is built from them) ----------
+# ---- data sets: each declares its [NAME] section, its `s2ikit prepare NAME` command and its model-card terms in
+# its own module (s2ikit/data/sources/NAME.py, or a package's `s2ikit.datasets` entry point), which registers them
+# here when imported; the preset loader, the CLI and the export read this catalog, never a list of names.
 @dataclass(frozen=True)
 class PrepareFlag:
     """An option of `s2ikit prepare NAME` that sets one preset key (and is named in that key's errors)."""
@@ -194,235 +119,188 @@ class PrepareSource:
     tts: bool = False  # speaks text captions: --tts and --cache-dir apply
 
 
-def _limit(section: str) -> PrepareFlag:
+def limit_flag(section: str) -> PrepareFlag:
+    """`--limit N`, for data sets whose section has a `limit` (first N images of each split)."""
     return PrepareFlag(
         "--limit", f"{section}.limit", "Only the first N images of each split: a quick first try.", minimum=1
     )
 
 
-PREPARE_SOURCES: dict[str, PrepareSource] = {
-    "shapes": PrepareSource(
-        "The embedded data set: coloured shapes with spoken captions, generated here (no download).\n\n"
-        "Example: s2ikit prepare shapes --out runs/shapes/data --workers 2",
-        (PrepareFlag("--images-per-class", "shapes.images_per_class", "Images per class (48 classes).", minimum=1),),
-        root=False,
-        tts=True,
-    ),
-    "cub": PrepareSource(
-        "CUB-200-2011 birds with Reed et al.'s captions (10 per image), spoken by TTS: 117,880 captions.\n\n"
-        "The split is StackGAN's (birds/{train,test}/filenames.pickle, 150/50 unseen classes) when present.\n\n"
-        "Example: s2ikit prepare cub --root data/cub --out runs/cub/data --workers 16 --limit 20",
-        (
-            _limit("cub"),
-            PrepareFlag(
-                "--test-classes",
-                "cub.test_classes",
-                "Test class names, one per line; used only without StackGAN's pickles.",
-                Path,
-            ),
-            PrepareFlag(
-                "--bbox-crop/--no-bbox-crop",
-                "cub.bbox_crop",
-                "Crop around the bird's bounding box first (default: on).",
-                bool,
-            ),
-        ),
-        tts=True,
-    ),
-    "oxford": PrepareSource(
-        "Oxford-102 flowers with Reed et al.'s captions (10 per image), spoken by TTS: 81,890 captions.\n\n"
-        "The split is StackGAN's (flowers/{train,test}/filenames.pickle, 82/20 unseen classes) when present.\n\n"
-        "Example: s2ikit prepare oxford --root data/oxford --out runs/oxford/data --workers 16 --limit 20",
-        (_limit("oxford"),),
-        tts=True,
-    ),
-    "flickr8k": PrepareSource(
-        "Flickr8k with the Flickr Audio Caption Corpus: 5 recorded utterances per image (no TTS).\n\n"
-        "Example: s2ikit prepare flickr8k --root data/flickr8k --out runs/flickr8k/data --workers 4",
-        (_limit("flickr8k"),),
-    ),
-    "places": PrepareSource(
-        "Places-subset: Places Audio Caption utterances of 7 indoor classes, 1 per image (recorded, no TTS).\n\n"
-        "Example: s2ikit prepare places --root data/places --out runs/places/data --workers 4",
-        (
-            PrepareFlag(
-                "--metadata",
-                "places.metadata",
-                "Places Audio Caption metadata JSON (default: places.metadata under --root).",
-                Path,
-            ),
-            _limit("places"),
-        ),
-    ),
-}
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One data set as the rest of s2ikit sees it."""
+
+    name: str  # the data set's name: its preset section [NAME], its `s2ikit prepare NAME`, its default preset
+    settings: type  # the [NAME] section: a frozen dataclass that checks its values (`@checked`, `setting`)
+    prepare: PrepareSource  # its `s2ikit prepare NAME` command
+    terms: str  # the model card's licence note: what weights trained on the data inherit from its terms
+
+
+_DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(entry: DatasetEntry) -> None:
+    """Add a data set to the catalog (its module does, when imported). A name is registered once (again only by
+    the same section class: a reloaded module); its section must be a settings dataclass and each of its prepare
+    flags must set a key that exists."""
+    taken = [f.name for f in dataclasses.fields(Preset)]
+    if entry.name in taken or not entry.name.isidentifier():
+        raise TypeError(f"data set name {entry.name!r}: must be an identifier other than {', '.join(taken)}")
+    known = _DATASETS.get(entry.name)
+    if known is not None and known.settings.__qualname__ != entry.settings.__qualname__:
+        raise TypeError(f"data set {entry.name!r} is registered twice ({known.settings} and {entry.settings})")
+    if not dataclasses.is_dataclass(entry.settings):
+        raise TypeError(f"data set {entry.name!r}: settings {entry.settings!r} is not a dataclass")
+    sections = {**_FIXED_SECTIONS, entry.name: entry.settings}
+    for flag in entry.prepare.flags:
+        section, _, key = flag.key.partition(".")
+        if section not in sections or key not in {f.name for f in dataclasses.fields(sections[section])}:
+            raise TypeError(f"data set {entry.name!r}: {flag.flag} sets {flag.key}, which is no preset key")
+    _DATASETS[entry.name] = entry
+
+
+def datasets() -> dict[str, DatasetEntry]:
+    """The registered data sets by name, in name order."""
+    return dict(sorted(_DATASETS.items()))
 
 
 @dataclass(frozen=True)
-@checked(
-    "encoder",
-    embed_dim=positive_even,  # two GRU directions of embed_dim / 2
-    conv_channels=items(at_least(1)),
-    rnn_layers=at_least(1),
-    attention_hidden=at_least(1),
-    dropout=fraction,
-    cnn_width=at_least(1),
-    batch_size=at_least(1),
-    lr=positive,
-    betas=items(fraction, count=2),
-    weight_decay=at_least(0),
-    epochs=at_least(1),
-    lr_step_epochs=at_least(1),
-    lr_gamma=positive,
-    matching_scale=positive,
-    distinctive_weight=at_least(0),
-    mask_mel_bins=at_least(0),
-    mask_frames=at_least(0),
-    val_fraction=fraction,
-    eval_every=at_least(1),
-    time_budget_minutes=at_least(0),
-    num_workers=at_least(0),
-)
+@checked("encoder")
 class EncoderConfig:
     """Speech-encoder pretraining (S2IGAN's speech embedding network against an image encoder)."""
 
-    embed_dim: int = 1024  # speech and image embedding size (the GAN's condition)
-    conv_channels: tuple[int, ...] = (64, 128)
-    rnn_layers: int = 2  # bidirectional GRU layers; hidden size is embed_dim / 2 per direction
-    attention_hidden: int = 128
-    dropout: float = 0.0  # between GRU layers
-    image_encoder: Literal["inception_v3", "cnn"] = "inception_v3"  # frozen ImageNet backbone, or trained from scratch
-    image_weights: str = ""  # Inception-v3 state dict; empty: torch hub cache (inception_v3_google-*.pth)
-    cnn_width: int = 16  # channels of the first "cnn" stage
-    batch_size: int = 128  # per process
-    lr: float = 1e-3
-    betas: tuple[float, ...] = (0.95, 0.999)
-    weight_decay: float = 1e-3
-    epochs: int = 150
-    lr_step_epochs: int = 50  # lr x lr_gamma every this many epochs
-    lr_gamma: float = 0.1
-    matching_scale: float = 10.0  # S = scale * cos(image, speech)
-    distinctive_weight: float = 1.0  # class cross-entropy on both embeddings; 0 for data sets without classes
-    image_augment: Literal["none", "flip", "dihedral"] = "flip"  # flip: photos; dihedral (also 90-degree turns): shapes
-    mask_mel_bins: int = 0  # SpecAugment: widest band of mel bins zeroed per utterance (0 = off)
-    mask_frames: int = 0  # SpecAugment: longest span of frames zeroed per utterance (0 = off)
-    val_fraction: float = 0.1  # of the training split's images, held out for model selection
-    eval_every: int = 5  # epochs between validation passes
-    time_budget_minutes: float = 0.0  # stop (and keep the best checkpoint) after this long; 0 = no limit
-    num_workers: int = 2  # DataLoader workers per process
-    seed: int = 0
+    # speech and image embedding size (the GAN's condition); two GRU directions of embed_dim / 2
+    embed_dim: int = setting(1024, positive_even, group="network")
+    conv_channels: tuple[int, ...] = setting((64, 128), items(at_least(1)), group="network")
+    # bidirectional GRU layers; hidden size is embed_dim / 2 per direction
+    rnn_layers: int = setting(2, at_least(1), group="network")
+    attention_hidden: int = setting(128, at_least(1), group="network")
+    dropout: float = setting(0.0, fraction, group="network")  # between GRU layers
+    # frozen ImageNet backbone, or trained from scratch
+    image_encoder: Literal["inception_v3", "cnn"] = setting("inception_v3", group="network")
+    # Inception-v3 state dict; empty: torch hub cache (inception_v3_google-*.pth)
+    image_weights: str = setting("", group="init")
+    cnn_width: int = setting(16, at_least(1), group="network")  # channels of the first "cnn" stage
+    batch_size: int = setting(128, at_least(1), group="optimisation")  # per process
+    lr: float = setting(1e-3, positive, group="optimisation")
+    betas: tuple[float, ...] = setting((0.95, 0.999), items(fraction, count=2), group="optimisation")
+    weight_decay: float = setting(1e-3, at_least(0), group="optimisation")
+    epochs: int = setting(150, at_least(1), group="schedule")
+    lr_step_epochs: int = setting(50, at_least(1), group="optimisation")  # lr x lr_gamma every this many epochs
+    lr_gamma: float = setting(0.1, positive, group="optimisation")
+    matching_scale: float = setting(10.0, positive, group="loss")  # S = scale * cos(image, speech)
+    # class cross-entropy on both embeddings; 0 for data sets without classes
+    distinctive_weight: float = setting(1.0, at_least(0), group="loss")
+    # flip: photos; dihedral (also 90-degree turns): shapes
+    image_augment: Literal["none", "flip", "dihedral"] = setting("flip", group="augmentation")
+    # SpecAugment: widest band of mel bins zeroed per utterance (0 = off)
+    mask_mel_bins: int = setting(0, at_least(0), group="augmentation")
+    # SpecAugment: longest span of frames zeroed per utterance (0 = off)
+    mask_frames: int = setting(0, at_least(0), group="augmentation")
+    # of the training split's images, held out for model selection
+    val_fraction: float = setting(0.1, fraction, group="data")
+    eval_every: int = setting(5, at_least(1), group="schedule")  # epochs between validation passes
+    # stop (and keep the best checkpoint) after this long; 0 = no limit
+    time_budget_minutes: float = setting(0.0, at_least(0), group="schedule")
+    num_workers: int = setting(2, at_least(0), group="run")  # DataLoader workers per process
+    seed: int = setting(0, group="run")
 
 
 @dataclass(frozen=True)
-@checked(
-    "gan",
-    smm_hidden=at_least(0),
-    d_residual_init=at_least(0),
-    image_size=power_of_two(32, 256),  # the generator's and discriminator's block plans
-    ngf=at_least(1),
-    ndf=at_least(1),
-    z_dim=at_least(1),
-    batch_size=at_least(1),
-    lr_g=positive,
-    lr_d=positive,
-    betas=items(fraction, count=2),
-    ma_gp_weight=at_least(0),
-    ma_gp_power=positive,
-    damsm_weight=at_least(0),
-    mode_seeking_weight=at_least(0),
-    lecam_weight=at_least(0),
-    lecam_decay=fraction,
-    matching_scale=positive,
-    speech_noise=at_least(0),
-    ema_decay=fraction,
-    ema_rampup=at_least(0),
-    augment_translation=fraction,
-    epochs=at_least(1),
-    sample_every=at_least(1),
-    checkpoint_every=at_least(1),
-    log_every=at_least(1),
-    time_budget_minutes=at_least(0),
-    num_workers=at_least(0),
-    divergence_threshold=positive,
-)
+@checked("gan")
 class GANConfig:
     """Fusion-S2iGan training (paper Sect. 4, 5.1; DF-GAN's settings where the paper defers to them)."""
 
-    image_size: int = 256  # px, a power of two in [32, 256]; the block count follows
-    ngf: int = 32  # generator width: the last block has ngf channels, the first 8 ngf
-    ndf: int = 64  # discriminator width: filters 1, 2, 4, 8, 16, 16 x ndf at 256 px
-    z_dim: int = 100
-    block: Literal["vsfm", "dfgan"] = "vsfm"  # "vsfm" (the paper) or "dfgan" (DF-GAN's affine fusion): Table 5
-    modules: Literal["dual", "single"] = "dual"  # fusion modules per block: "dual" (the paper) or "single": Table 6
-    fusion: Literal["wfm", "add", "product"] = "wfm"  # "wfm" (the paper), "add" or "product": Table 4
-    attention: Literal["pam", "none"] = "pam"  # "pam" (the paper) or "none": Table 3
-    batch_size: int = 32  # per process
-    lr_g: float = 1e-4  # TTUR (paper Sect. 5.1)
-    lr_d: float = 4e-4
-    betas: tuple[float, ...] = (0.0, 0.9)
-    ma_gp_weight: float = 2.0  # eq. 20, DF-GAN's k
-    ma_gp_power: float = 6.0  # eq. 20, p
-    damsm_weight: float = 0.1  # generator's speech-image matching loss (DAMSM-style) weight
-    matching_scale: float = 10.0  # S = scale * cos, as in the encoder's matching loss
+    # Each field's group says what it shapes ("network": an argument of the generator's or discriminator's
+    # constructor, which core/factories.py passes on by name and a resume may not change). Saved configs list the
+    # fields in this order.
+    # px, a power of two in [32, 256]; the block count follows
+    image_size: int = setting(256, power_of_two(32, 256), group="network")
+    # generator width: the last block has ngf channels, the first 8 ngf
+    ngf: int = setting(32, at_least(1), group="network")
+    # discriminator width: filters 1, 2, 4, 8, 16, 16 x ndf at 256 px
+    ndf: int = setting(64, at_least(1), group="network")
+    z_dim: int = setting(100, at_least(1), group="network")
+    # "vsfm" (the paper) or "dfgan" (DF-GAN's affine fusion): Table 5
+    block: Literal["vsfm", "dfgan"] = setting("vsfm", group="network")
+    # fusion modules per block: "dual" (the paper) or "single": Table 6
+    modules: Literal["dual", "single"] = setting("dual", group="network")
+    # "wfm" (the paper), "add" or "product": Table 4
+    fusion: Literal["wfm", "add", "product"] = setting("wfm", group="network")
+    attention: Literal["pam", "none"] = setting("pam", group="network")  # "pam" (the paper) or "none": Table 3
+    batch_size: int = setting(32, at_least(1), group="optimisation")  # per process
+    lr_g: float = setting(1e-4, positive, group="optimisation")  # TTUR (paper Sect. 5.1)
+    lr_d: float = setting(4e-4, positive, group="optimisation")
+    betas: tuple[float, ...] = setting((0.0, 0.9), items(fraction, count=2), group="optimisation")
+    ma_gp_weight: float = setting(2.0, at_least(0), group="loss")  # eq. 20, DF-GAN's k
+    ma_gp_power: float = setting(6.0, positive, group="loss")  # eq. 20, p
+    # generator's speech-image matching loss (DAMSM-style) weight
+    damsm_weight: float = setting(0.1, at_least(0), group="loss")
+    matching_scale: float = setting(10.0, positive, group="loss")  # S = scale * cos, as in the encoder's matching loss
     # Beyond the paper (MSGAN's mode-seeking term, as DiverGAN uses): G's loss adds this weight over the ratio of
     # the distance between two images of one speech input to the distance between their z, so that G cannot
     # answer every z with one picture. Costs a second G pass on half the batch. 0 = off (the paper).
-    mode_seeking_weight: float = 0.0
+    mode_seeking_weight: float = setting(0.0, at_least(0), group="loss")
     # Beyond the paper: G sees each speech embedding plus Gaussian noise of this std per element, re-normalised;
     # D and the matching loss judge the image against the clean one. Test captions are new utterances whose
     # embeddings land near, not on, the training ones; this teaches G that neighbourhood (StackGAN's and S2IGAN's
     # conditioning augmentation, without its learnt variance and KL term). 0 = off (the paper).
-    speech_noise: float = 0.0
+    speech_noise: float = setting(0.0, at_least(0), group="augmentation")
     # Beyond the paper: LeCam's regulariser for GANs on limited data (Tseng et al., CVPR 2021). D's loss adds this
     # weight times relu(D(real) - a_fake)^2 + relu(a_real - D(fake))^2, the anchors a_* being moving averages
     # (lecam_decay) of D's mean scores, so that D's real and fake scores cannot drift apart on a small training
     # set. Costs nothing measurable. 0 = off (the paper).
-    lecam_weight: float = 0.0
-    lecam_decay: float = 0.99
-    ema_decay: float = 0.999  # EMA generator used for samples and evaluation
+    lecam_weight: float = setting(0.0, at_least(0), group="loss")
+    lecam_decay: float = setting(0.99, fraction, group="loss")
+    ema_decay: float = setting(0.999, fraction, group="optimisation")  # EMA generator used for samples and evaluation
     # The EMA's window, 1 / (1 - decay), is at most this fraction of the steps done (StyleGAN2-ADA's ema_rampup),
     # so that an early EMA is not mostly the random initialisation; it reaches 1 / (1 - ema_decay) after
     # 1 / ((1 - ema_decay) * ema_rampup) steps (10k at the defaults).
-    ema_rampup: float = 0.1
+    ema_rampup: float = setting(0.1, at_least(0), group="optimisation")
     # DiffAugment translation in front of D (real and fake), as a fraction of the side; 0 = off (the paper).
     # Beyond the paper: for small data sets, where D would otherwise memorise the training images.
-    augment_translation: float = 0.0
+    augment_translation: float = setting(0.0, fraction, group="augmentation")
     # Real images only, per image: "flip" or "dihedral" (flips and quarter turns), symmetries under which the
     # data set's distribution is unchanged (CUB: flip; shapes: dihedral). "none" = as loaded (the paper).
-    augment_real: Literal["none", "flip", "dihedral"] = "none"
+    augment_real: Literal["none", "flip", "dihedral"] = setting("none", group="augmentation")
     # Beyond the paper: the same per-image symmetries and D's translation applied to G's images before the
     # matching loss's image encoder, so that G cannot satisfy the encoder with a pattern that one view fools.
-    augment_matching: Literal["none", "flip", "dihedral"] = "none"
+    augment_matching: Literal["none", "flip", "dihedral"] = setting("none", group="augmentation")
     # Beyond the paper: G's image passes through the symmetry ("flip" or "dihedral", as augment_real's) that z's
     # first component picks, so that the network draws one pose of each picture and z the others; part of the
     # generator, so samples, `evaluate` and `generate` draw through it too. Only for data sets that the
     # symmetry maps onto themselves (shapes: dihedral). "none" = the paper's generator.
-    output_symmetry: Literal["none", "flip", "dihedral"] = "none"
-    epochs: int = 600
-    sample_every: int = 500  # steps between sample grids
-    checkpoint_every: int = 500  # steps between resumable checkpoints
+    output_symmetry: Literal["none", "flip", "dihedral"] = setting("none", group="network")
+    epochs: int = setting(600, at_least(1), group="schedule")
+    sample_every: int = setting(500, at_least(1), group="schedule")  # steps between sample grids
+    checkpoint_every: int = setting(500, at_least(1), group="schedule")  # steps between resumable checkpoints
     # Also keep each checkpoint's EMA generator as checkpoints/generators/step-NNNNNNN.pt, for `s2ikit select`
     # (GAN quality swings between checkpoints; the last one is not always the best). Costs disk: one
     # generator.pt per checkpoint.
-    keep_generators: bool = False
-    log_every: int = 50  # steps between metrics.jsonl lines
-    time_budget_minutes: float = 0.0  # stop cleanly (checkpoint kept) after this long; 0 = no limit
-    num_workers: int = 2
-    seed: int = 0
-    channels_last: bool = True  # CUDA only: faster convolutions on tensor cores
+    keep_generators: bool = setting(False, group="schedule")
+    log_every: int = setting(50, at_least(1), group="schedule")  # steps between metrics.jsonl lines
+    # stop cleanly (checkpoint kept) after this long; 0 = no limit
+    time_budget_minutes: float = setting(0.0, at_least(0), group="schedule")
+    num_workers: int = setting(2, at_least(0), group="run")
+    seed: int = setting(0, group="run")
+    channels_last: bool = setting(True, group="run")  # CUDA only: faster convolutions on tensor cores
     # The speech encoder is frozen, so each utterance's embedding is computed once and kept (on the training
     # device: 4 KB per utterance at 1024-d, about 360 MB for CUB's 88k); false recomputes it every step.
-    cache_speech: bool = True
-    divergence_threshold: float = 1e4  # |loss| above this (or NaN) stops training, keeping the last good checkpoint
+    cache_speech: bool = setting(True, group="run")
+    # |loss| above this (or NaN) stops training, keeping the last good checkpoint
+    divergence_threshold: float = setting(1e4, positive, group="schedule")
     # Model shape where the paper gives no value (it gives only the 256 px plan and no MLP width):
-    d_plan: Literal["image", "head"] = "image"  # D's channels below 256 px: "image" (ndf at full size, doubling;
-    #                                             DF-GAN's) or "head" (the last entries of the 256 px plan)
+    # D's channels below 256 px: "image" (ndf at full size, doubling; DF-GAN's) or "head" (the last entries of
+    # the 256 px plan)
+    d_plan: Literal["image", "head"] = setting("image", group="network")
     # the starting gain of D's residual branches: 0 (DF-GAN's code) switches them off, so that D starts as a
     # linear map of the average-pooled image plus its head (under MA-GP the gains can stay near 0 for a whole
     # short run); 1 starts with the full residual block
-    d_residual_init: float = 0.0
-    smm_hidden: int = 0  # hidden width of the SMM / affine MLPs; 0 = the block's channel count (DF-GAN's)
+    d_residual_init: float = setting(0.0, at_least(0), group="init")
+    # hidden width of the SMM / affine MLPs; 0 = the block's channel count (DF-GAN's)
+    smm_hidden: int = setting(0, at_least(0), group="network")
     # each block's fusion sees "speech" (the paper's eqs. 4-5) or "noise+speech" (z too, as DF-GAN's code does)
-    condition: Literal["speech", "noise+speech"] = "speech"
+    condition: Literal["speech", "noise+speech"] = setting("speech", group="network")
 
 
 @dataclass(frozen=True)
@@ -478,22 +356,41 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class Preset:
-    """Every section a preset file may hold; each command reads the sections it needs."""
+    """Every section a preset file may hold; each command reads the sections it needs. Besides the fixed ones, one
+    section per registered data set, read like the others (`preset.cub`) and held in `datasets`."""
 
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
-    shapes: ShapesConfig = field(default_factory=ShapesConfig)
-    cub: CUBConfig = field(default_factory=CUBConfig)
-    oxford: OxfordConfig = field(default_factory=OxfordConfig)
-    flickr8k: Flickr8kConfig = field(default_factory=Flickr8kConfig)
-    places: PlacesConfig = field(default_factory=PlacesConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     gan: GANConfig = field(default_factory=GANConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    # data set name -> its section; each registered data set's defaults unless given
+    datasets: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        given = dict(self.datasets)
+        for name, section in given.items():
+            entry = _DATASETS.get(name)
+            if entry is None or not isinstance(section, entry.settings):
+                raise TypeError(f"Preset.datasets[{name!r}]: {section!r} is not the section of a registered data set")
+        sections = {name: given.get(name) or entry.settings() for name, entry in datasets().items()}
+        object.__setattr__(self, "datasets", sections)
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not fields: the data sets' sections
+        sections = self.__dict__.get("datasets", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"preset has no section {name!r} (data sets: {', '.join(sections) or 'none registered'})")
 
 
-_SECTION_TYPES = typing.get_type_hints(Preset)
+_FIXED_SECTIONS: dict[str, type] = {k: v for k, v in typing.get_type_hints(Preset).items() if k != "datasets"}
+
+
+def section_types() -> dict[str, type]:
+    """Each section a preset may hold, by name: the fixed ones with the data sets' between tts and encoder."""
+    fixed = list(_FIXED_SECTIONS.items())
+    return dict(fixed[:3] + [(name, entry.settings) for name, entry in datasets().items()] + fixed[3:])
 
 
 def presets_dir() -> Path:
@@ -540,39 +437,45 @@ def load_preset(
     """Defaults < preset file (over the presets it extends) < overrides, checked into a frozen `Preset`. A bad
     value is one line naming where it was set: the file and [section].key, its flag from `flags` ("cub.limit" ->
     "--limit"), or `--set section.key`."""
-    tables = read_layers(find_preset(name_or_path), find_preset, _SECTION_TYPES)
-    add_overrides(tables, dict(overrides or {}), _SECTION_TYPES, flags or {})
+    types = section_types()
+    tables = read_layers(find_preset(name_or_path), find_preset, types)
+    add_overrides(tables, dict(overrides or {}), types, flags or {})
     sections = {
         name: build_section(
-            _SECTION_TYPES[name],
+            types[name],
             {key: value for key, (value, _) in table.items()},
             name,
             {key: origin for key, (_, origin) in table.items()},
         )
         for name, table in tables.items()
     }
-    return Preset(**sections)
+    fixed = {name: section for name, section in sections.items() if name in _FIXED_SECTIONS}
+    return Preset(**fixed, datasets={name: section for name, section in sections.items() if name not in fixed})
 
 
 def as_dict(config: Any) -> dict[str, Any]:
-    """A dataclass (nested) as plain JSON-ready data, tuples as lists."""
-    return dataclasses.asdict(
+    """A dataclass (nested) as plain JSON-ready data, tuples as lists; a `Preset`'s data set sections stand beside
+    the fixed ones, as in a preset file."""
+    out = dataclasses.asdict(
         config, dict_factory=lambda items: {k: list(v) if isinstance(v, tuple) else v for k, v in items}
     )
+    if isinstance(config, Preset):
+        out.update(out.pop("datasets"))
+    return out
 
 
 @dataclass(frozen=True)
-@checked("loader", batch_size=at_least(1), num_workers=at_least(0), shuffle_buffer=at_least(1))
+@checked("loader")
 class LoaderConfig:
     """How shards are streamed into training or evaluation."""
 
     split: Literal["train", "test"] = "train"
-    batch_size: int = 32
-    num_workers: int = 0  # DataLoader worker processes; each reads its own shards
+    batch_size: int = setting(32, at_least(1))
+    num_workers: int = setting(0, at_least(0))  # DataLoader worker processes; each reads its own shards
     # "train": resampled shards, shuffled, one random caption per image, fixed epoch length;
     # "test": every caption exactly once, in order, last batch partial
     mode: Literal["train", "test"] = "train"
-    shuffle_buffer: int = 1000  # samples held for shuffling (train)
+    shuffle_buffer: int = setting(1000, at_least(1))  # samples held for shuffling (train)
     seed: int = 0  # shard resampling, shuffling and caption choice; combined with rank and worker id
     # test mode: each rank reads its own share of the shards (evaluation); False: every rank reads all of them
     # (what every rank must know, such as the GAN's cache of every training utterance's speech embedding)

@@ -55,13 +55,14 @@ def test_bad_setting_is_refused_before_a_training_run_starts(reference, tmp_path
 
 
 def test_prepare_help_lists_every_data_set_with_a_command():
-    from s2ikit.config import PREPARE_SOURCES
+    from s2ikit.config import datasets
     from s2ikit.data.sources import source_names
 
-    assert sorted(PREPARE_SOURCES) == source_names()
+    assert sorted(datasets()) == source_names() == ["cub", "flickr8k", "oxford", "places", "shapes"]
     result = runner.invoke(app, ["prepare", "--help"])
     assert result.exit_code == 0
-    assert all(name in result.output for name in PREPARE_SOURCES) and "paper" not in result.output
+    assert all(name in result.output for name in datasets()) and "paper" not in result.output
+    assert result.output.index("shapes") < result.output.index("cub")  # the generated one first: no download
 
 
 def _prepared_context(monkeypatch, args: list[str]):

@@ -1,6 +1,21 @@
+import dataclasses
+
 import pytest
 
-from s2ikit.config import GANConfig, LoaderConfig, load_preset, parse_overrides
+from s2ikit.config import (
+    DatasetEntry,
+    EncoderConfig,
+    GANConfig,
+    LoaderConfig,
+    PrepareFlag,
+    PrepareSource,
+    Preset,
+    datasets,
+    load_preset,
+    parse_overrides,
+    register_dataset,
+)
+from s2ikit.utils.checks import at_least, checked, in_group, setting
 from s2ikit.utils.errors import UserError
 
 
@@ -125,11 +140,55 @@ def test_dataclasses_built_in_code_are_checked_too():
 
 
 def test_every_prepare_flag_sets_a_key_of_its_preset():
-    import dataclasses
-
-    from s2ikit.config import PREPARE_SOURCES, Preset
-
-    for source in PREPARE_SOURCES.values():
-        for flag in source.flags:
+    for entry in datasets().values():
+        for flag in entry.prepare.flags:
             section, name = flag.key.split(".")
             assert name in {f.name for f in dataclasses.fields(getattr(Preset(), section))}, flag
+
+
+def test_each_data_set_has_its_own_typed_section_read_like_the_fixed_ones():
+    assert set(datasets()) == {"shapes", "cub", "oxford", "flickr8k", "places"}
+    preset = load_preset("cub", parse_overrides(["cub.limit=3", "places.limit=2"]))
+    assert (preset.cub.limit, preset.places.limit, preset.shapes) == (3, 2, datasets()["shapes"].settings())
+    assert type(preset.cub) is datasets()["cub"].settings
+    with pytest.raises(AttributeError, match="no section 'birds'"):
+        _ = preset.birds
+    assert Preset() == Preset(datasets={"cub": datasets()["cub"].settings()})  # the rest default, as fixed sections do
+
+
+def test_the_catalog_refuses_a_data_set_that_would_shadow_or_mistype_a_key():
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        limit: int = 0
+
+    def entry(name: str, *flags: PrepareFlag) -> DatasetEntry:
+        return DatasetEntry(name, Settings, PrepareSource("help", flags), "terms")
+
+    with pytest.raises(TypeError, match="'gan'"):
+        register_dataset(entry("gan"))
+    with pytest.raises(TypeError, match="--lim sets birds.lim, which is no preset key"):
+        register_dataset(entry("birds", PrepareFlag("--lim", "birds.lim", "N")))
+    assert "birds" not in datasets()
+
+
+def test_a_rule_declared_beside_its_field_is_checked_and_names_the_section():
+    @dataclasses.dataclass(frozen=True)
+    @checked("demo")
+    class Demo:
+        width: int = setting(4, at_least(1), group="network")
+        name: str = "x"
+
+    assert Demo(width=2).width == 2 and in_group(Demo, "network") == ("width",) and in_group(Demo, "loss") == ()
+    with pytest.raises(UserError, match=r"^demo\.width: must be at least 1, got 0$"):
+        Demo(width=0)
+    with pytest.raises(TypeError, match="rules given twice"):
+        checked("demo", width=at_least(2))(Demo)
+    with pytest.raises(TypeError, match="group 'shape' is not one of"):
+        setting(1, group="shape")
+
+
+@pytest.mark.parametrize("config", [GANConfig, EncoderConfig])
+def test_every_training_setting_says_what_it_shapes(config):
+    assert {
+        f.name: f.metadata.get("group") for f in dataclasses.fields(config) if f.metadata.get("group") is None
+    } == {}

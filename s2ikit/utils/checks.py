@@ -1,9 +1,11 @@
 """Value rules for settings dataclasses: `@checked` gives a class a `__post_init__` that checks its `Literal`
-fields and a few declared per-field rules (`at_least(1)`, `fraction`, ...), raising one `SettingError` that names
-the section and key, so the preset loader can add where the value came from."""
+fields and per-field rules (`at_least(1)`, `fraction`, ...), raising one `SettingError` that names the section and
+key, so the preset loader can add where the value came from. A field declares its rule beside its default with
+`setting(default, rule, group=...)`; the group says what the setting shapes (`GROUPS`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 from collections.abc import Callable
@@ -72,6 +74,27 @@ def items(rule: Rule | None = None, count: int | None = None) -> Rule:
     return check
 
 
+# What a setting shapes. "network": an argument of a network's constructor (its layers, widths, choices of
+# module), which a resume may not change; "init": one that only sets starting values, which a resumed run's weights
+# replace; "loss": the objective's terms and weights; "optimisation": batch, optimiser, learning-rate schedule and
+# EMA; "augmentation": what is varied in the inputs; "schedule": how long, and when to log, sample and keep
+# checkpoints; "data": which examples are used; "run": speed, workers and seeds.
+GROUPS = ("network", "init", "loss", "optimisation", "augmentation", "schedule", "data", "run")
+
+
+def setting(default: Any, rule: Rule | None = None, *, group: str | None = None) -> Any:
+    """A settings field: its default, the rule `@checked` applies to its value and the group of what it shapes,
+    side by side. `lr_g: float = setting(1e-4, positive, group="optimisation")`."""
+    if group is not None and group not in GROUPS:
+        raise TypeError(f"setting group {group!r} is not one of {', '.join(GROUPS)}")
+    return dataclasses.field(default=default, metadata={"rule": rule, "group": group})
+
+
+def in_group(cls: type, group: str) -> tuple[str, ...]:
+    """The fields of the dataclass `cls` in `group`, in field order."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("group") == group)
+
+
 @functools.cache
 def _choices(cls: type) -> dict[str, tuple[Any, ...]]:
     """The allowed values of each `Literal` field (or tuple of `Literal`s) of a dataclass."""
@@ -88,14 +111,27 @@ def not_one_of(value: Any, allowed: tuple[Any, ...]) -> str:
     return f"{value!r} is not one of {'|'.join(map(str, allowed))}"
 
 
+@functools.cache
+def _rules(cls: type) -> tuple[tuple[str, Rule], ...]:
+    """The `setting(default, rule)` rules of a dataclass's fields, in field order."""
+    return tuple((f.name, f.metadata["rule"]) for f in dataclasses.fields(cls) if f.metadata.get("rule"))
+
+
 def checked(section: str, **rules: Rule) -> Callable[[type], type]:
-    """Give a settings class a `__post_init__` that checks its `Literal` fields and these per-field rules, raising
-    a `SettingError` naming `section.key`. Goes under `@dataclass`, which only calls a `__post_init__` it finds."""
+    """Give a settings class a `__post_init__` that checks its `Literal` fields, the rules its fields declare with
+    `setting(default, rule)` and these per-field rules, raising a `SettingError` naming `section.key`. Goes under
+    `@dataclass`, which only calls a `__post_init__` it finds."""
 
     def decorate(cls: type) -> type:
         unknown = set(rules) - set(cls.__annotations__)
         if unknown:  # a misspelt rule would otherwise fail only when the class is first built
             raise TypeError(f"{cls.__name__}: rules for fields it does not have: {', '.join(sorted(unknown))}")
+        # under @dataclass the fields are still Field objects in the class body; above it, in __dataclass_fields__
+        fields = getattr(cls, "__dataclass_fields__", None) or vars(cls)
+        declared = {k for k, v in fields.items() if isinstance(v, dataclasses.Field) and v.metadata.get("rule")}
+        twice = declared & set(rules)
+        if twice:
+            raise TypeError(f"{cls.__name__}: rules given twice (field and @checked): {', '.join(sorted(twice))}")
 
         def __post_init__(self) -> None:
             for key, allowed in _choices(cls).items():
@@ -103,7 +139,7 @@ def checked(section: str, **rules: Rule) -> Callable[[type], type]:
                 for v in value if isinstance(value, tuple) else (value,):
                     if v not in allowed:
                         raise SettingError(section, key, not_one_of(v, allowed))
-            for key, rule in rules.items():
+            for key, rule in (*_rules(cls), *rules.items()):
                 problem = rule(getattr(self, key), self)
                 if problem:
                     raise SettingError(section, key, problem, getattr(rule, "related", ()))

@@ -1,4 +1,10 @@
-"""The source interface and registry."""
+"""The source interface and the data set catalog's data side.
+
+A data set is one module in this package (or in a third-party package, named by an `s2ikit.datasets` entry
+point) that calls `register_dataset` once: its `Source` class, its [NAME] preset section, its `s2ikit prepare NAME`
+options and its model-card terms. The settings side of that declaration goes to `s2ikit.config`'s catalog, which
+the preset loader and the CLI read; the source class stays here, where `get_source` builds it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from s2ikit.config import Preset
+from s2ikit.config import DatasetEntry, PrepareSource, Preset, datasets
+from s2ikit.config import register_dataset as register_settings
 from s2ikit.data.records import Record
 from s2ikit.utils.errors import UserError
 
@@ -39,25 +46,25 @@ class Source(Protocol):
 _SOURCES: dict[str, Callable[[Preset, Path | None], Source]] = {}
 
 
-def register_source(name: str):
-    def wrap(factory):
-        _SOURCES[name] = factory
-        return factory
-
-    return wrap
-
-
-def _registry() -> None:
-    from s2ikit.data.sources import cub, flickr8k, oxford, places, shapes  # noqa: F401
+def register_dataset(
+    name: str,
+    source: Callable[[Preset, Path | None], Source],
+    settings: type,
+    prepare: PrepareSource,
+    terms: str,
+) -> None:
+    """Declare the data set `name`: `source(preset, root)` reads it (its settings are `preset.NAME`, an instance
+    of `settings`), `prepare` describes `s2ikit prepare NAME`, and `terms` is what its model card says of the
+    data's licence."""
+    register_settings(DatasetEntry(name, settings, prepare, terms))
+    _SOURCES[name] = source
 
 
 def source_names() -> list[str]:
-    _registry()
     return sorted(_SOURCES)
 
 
 def get_source(name: str, preset: Preset, root: Path | None) -> Source:
-    _registry()
-    if name not in _SOURCES:
+    if name not in _SOURCES or name not in datasets():
         raise UserError(f"unknown data set '{name}' (known: {', '.join(sorted(_SOURCES))})")
     return _SOURCES[name](preset, root)

@@ -15,15 +15,16 @@ failures.jsonl, which names the file; the rest of the data set is prepared as us
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from PIL import Image
 
-from s2ikit.config import Preset
+from s2ikit.config import PrepareFlag, PrepareSource, Preset, limit_flag
 from s2ikit.data.records import Record
 from s2ikit.data.safe_pickle import load_name_list
-from s2ikit.data.sources.base import register_source
+from s2ikit.data.sources.base import register_dataset
 from s2ikit.data.sources.layout import (
     OnDiskSource,
     check_layout,
@@ -32,11 +33,29 @@ from s2ikit.data.sources.layout import (
     read_table,
     split_counts,
 )
+from s2ikit.utils.checks import at_least, checked, setting
 from s2ikit.utils.errors import UserError
 
 META = "CUB_200_2011"
 TABLES = ("images.txt", "classes.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt")
 PICKLES = {"train": "birds/train/filenames.pickle", "test": "birds/test/filenames.pickle"}
+
+
+@dataclass(frozen=True)
+@checked("cub")
+class CUBConfig:
+    """CUB-200-2011 with Reed et al.'s captions, read from --root (layout in data_manifests/cub.toml)."""
+
+    # first N lines of each caption file; Reed et al. wrote 10 per image
+    captions_per_image: int = setting(10, at_least(1))
+    # Crop around the bird's bounding box first, as AttnGAN/S2IGAN do: a square of half-side 0.75 x the
+    # box's longer side, centred on the box, clamped to the image.
+    bbox_crop: bool = True
+    # Used only without StackGAN's birds/{train,test}/filenames.pickle: a file naming the test classes
+    # (one per line, "001.Black_footed_Albatross" or its number in classes.txt), relative to --root or
+    # absolute. Empty: CUB's own train_test_split.txt (every class in both splits; not the paper's split).
+    test_classes: str = ""
+    limit: int = setting(0, at_least(0))  # keep only the first N images of each split (a quick first try); 0 = all
 
 
 def attngan_crop(bbox: list[int]) -> Any:
@@ -179,4 +198,31 @@ class CUBSource(OnDiskSource):
         return load_photo(Path(self.root or "") / record.image, size, crop)
 
 
-register_source("cub")(CUBSource)
+register_dataset(
+    "cub",
+    CUBSource,
+    CUBConfig,
+    PrepareSource(
+        "CUB-200-2011 birds with Reed et al.'s captions (10 per image), spoken by TTS: 117,880 captions.\n\n"
+        "The split is StackGAN's (birds/{train,test}/filenames.pickle, 150/50 unseen classes) when present.\n\n"
+        "Example: s2ikit prepare cub --root data/cub --out runs/cub/data --workers 16 --limit 20",
+        (
+            limit_flag("cub"),
+            PrepareFlag(
+                "--test-classes",
+                "cub.test_classes",
+                "Test class names, one per line; used only without StackGAN's pickles.",
+                Path,
+            ),
+            PrepareFlag(
+                "--bbox-crop/--no-bbox-crop",
+                "cub.bbox_crop",
+                "Crop around the bird's bounding box first (default: on).",
+                bool,
+            ),
+        ),
+        tts=True,
+    ),
+    terms="CUB-200-2011's images come from Flickr and the data set is distributed for non-commercial research; "
+    "check its terms (and those of Reed et al.'s captions) before using these weights beyond research.",
+)

@@ -12,12 +12,13 @@ classes (class_id -1). Dev images are left out unless flickr8k.dev_split = "trai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from s2ikit.config import Preset
+from s2ikit.config import PrepareSource, Preset, limit_flag
 from s2ikit.data.records import Caption, Record
-from s2ikit.data.sources.base import register_source
+from s2ikit.data.sources.base import register_dataset
 from s2ikit.data.sources.layout import (
     OnDiskSource,
     check_layout,
@@ -26,6 +27,7 @@ from s2ikit.data.sources.layout import (
     make_keys,
     read_table,
 )
+from s2ikit.utils.checks import at_least, checked, setting
 from s2ikit.utils.errors import UserError
 
 SPLIT_FILES = {
@@ -35,6 +37,17 @@ SPLIT_FILES = {
 }
 TEXT_DIRS = ("", "Flickr8k_text")  # the text archive unpacks either way
 IMAGES, WAVS, WAV2CAPT = "Flicker8k_Dataset", "flickr_audio/wavs", "flickr_audio/wav2capt.txt"
+
+
+@dataclass(frozen=True)
+@checked("flickr8k")
+class Flickr8kConfig:
+    """Flickr8k images with the Flickr Audio Caption Corpus's recorded speech (5 utterances per image)."""
+
+    # Flickr8k's 1,000 dev images: "none" leaves them out (S2IGAN trains on train and tests on test; the
+    # encoder carves its validation set out of train), "train" adds them to the training split.
+    dev_split: Literal["none", "train"] = "none"
+    limit: int = setting(0, at_least(0))  # keep only the first N images of each split; 0 = all
 
 
 class Flickr8kSource(OnDiskSource):
@@ -132,4 +145,15 @@ class Flickr8kSource(OnDiskSource):
         return records
 
 
-register_source("flickr8k")(Flickr8kSource)
+register_dataset(
+    "flickr8k",
+    Flickr8kSource,
+    Flickr8kConfig,
+    PrepareSource(
+        "Flickr8k with the Flickr Audio Caption Corpus: 5 recorded utterances per image (no TTS).\n\n"
+        "Example: s2ikit prepare flickr8k --root data/flickr8k --out runs/flickr8k/data --workers 4",
+        (limit_flag("flickr8k"),),
+    ),
+    terms="Flickr8k and the Flickr Audio Caption Corpus are distributed for research use; check their terms "
+    "before using these weights beyond research.",
+)

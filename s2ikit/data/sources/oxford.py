@@ -15,21 +15,23 @@ not guessed at: its image is left out and failures.jsonl names the file and says
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from s2ikit.config import Preset
+from s2ikit.config import PrepareSource, Preset, limit_flag
 from s2ikit.data.records import Record
 from s2ikit.data.safe_pickle import load_name_list
-from s2ikit.data.sources.base import register_source
+from s2ikit.data.sources.base import register_dataset
 from s2ikit.data.sources.layout import (
     OnDiskSource,
     check_layout,
     make_keys,
     split_counts,
 )
+from s2ikit.utils.checks import at_least, checked, setting
 from s2ikit.utils.errors import UserError
 
 PICKLES = {"train": "flowers/train/filenames.pickle", "test": "flowers/test/filenames.pickle"}
@@ -47,6 +49,16 @@ def read_mat_ids(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if missing:
         raise UserError(f"{path}: no variable '{missing[0]}' (found: {', '.join(k for k in mat if k[0] != '_')})")
     return {n: np.asarray(mat[n]).astype(np.int64).ravel() for n in names}
+
+
+@dataclass(frozen=True)
+@checked("oxford")
+class OxfordConfig:
+    """Oxford-102 flowers with Reed et al.'s captions, read from --root (layout in data_manifests/oxford.toml)."""
+
+    # first N lines of each caption file; Reed et al. wrote 10 per image
+    captions_per_image: int = setting(10, at_least(1))
+    limit: int = setting(0, at_least(0))  # keep only the first N images of each split; 0 = all
 
 
 class OxfordSource(OnDiskSource):
@@ -123,4 +135,17 @@ class OxfordSource(OnDiskSource):
         return records
 
 
-register_source("oxford")(OxfordSource)
+register_dataset(
+    "oxford",
+    OxfordSource,
+    OxfordConfig,
+    PrepareSource(
+        "Oxford-102 flowers with Reed et al.'s captions (10 per image), spoken by TTS: 81,890 captions.\n\n"
+        "The split is StackGAN's (flowers/{train,test}/filenames.pickle, 82/20 unseen classes) when present.\n\n"
+        "Example: s2ikit prepare oxford --root data/oxford --out runs/oxford/data --workers 16 --limit 20",
+        (limit_flag("oxford"),),
+        tts=True,
+    ),
+    terms="Oxford-102's images come from the web and the data set is distributed for research; check its terms "
+    "(and those of Reed et al.'s captions) before using these weights beyond research.",
+)
