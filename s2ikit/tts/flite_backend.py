@@ -67,7 +67,7 @@ class FliteBackend:
         self.voice = config.voice
         if self.voice not in installed():
             known = ", ".join(installed()) or "none"
-            raise UserError(f"tts.voice {self.voice}: not a Flite voice installed here (installed: {known}); {INSTALL}")
+            raise UserError(f"tts.voice {self.voice}: no such Flite voice here (installed: {known}); {INSTALL}")
         library, _, _, self.controls, self.sample_rate = VOICES[self.voice]
         libraries = _libraries()
         files = [libraries[n] for n in (f"libflite_{library}.so", *SHARED) if n in libraries]
