@@ -28,6 +28,13 @@ DEFAULT_RATE = 175  # words per minute at length_scale 1 (espeak-ng's default)
 # -p 50 is the voice's own pitch; measured on en-us and en-us+f3, 6 steps of -p are about one semitone
 # (-p 32 / 68: x0.84 / x1.19 of the median f0), so pitch p maps to 50 + 72 * log2(p).
 PITCH_STEPS_PER_OCTAVE = 72
+# espeak-ng's own accent names, in the words the other engines' voices use
+ACCENTS = {
+    "America": "US",
+    "America, New York City": "US (New York City)",
+    "Great Britain": "British",
+    "Scotland": "Scottish",
+}
 
 
 def _probe() -> str | None:
@@ -54,6 +61,7 @@ def languages() -> dict[str, tuple[str, str]]:
         if len(cols) < 5 or not cols[4].startswith("gmw/"):
             continue
         accent = re.sub(r"^English_\((.*)\)$", r"\1", cols[3]).replace("_", " ")
+        accent = ACCENTS.get(accent, accent)
         for name in (cols[1].lower(), Path(cols[4]).name.lower()):
             found.setdefault(name, (cols[4], accent))
     return found
