@@ -20,7 +20,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # make bench DFGAN=DF-GAN/code/models/GAN.py (git clone https://github.com/tobran/DF-GAN; or set DFGAN_GAN_PY)
 DFGAN ?=
 
-.PHONY: help venv test test-slow test-browser test-coqui reproduce bench lint clean
+.PHONY: help venv voices test test-slow test-browser test-coqui reproduce bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,13 @@ $(CHROMIUM):
 
 test-browser: $(BROWSER_STAMP) $(CHROMIUM)  ## the demo page in headless Chromium (apt-get installs it if missing); writes docs/demo.png
 	$(BIN)/python -m pytest -m browser
+
+# make voices: the TTS engines besides Piper and their English voices, Debian packages (s2ikit doctor lists them).
+VOICE_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+
+voices:  ## apt-get the other TTS engines and voices: espeak-ng, flite, festival (kal, ked, slt)
+	@if dpkg -s $(VOICE_PACKAGES) >/dev/null 2>&1; then echo "voices: $(VOICE_PACKAGES) are installed"; \
+	else $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(VOICE_PACKAGES); fi
 
 $(COQUI_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(COQUI_VENV)

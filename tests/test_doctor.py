@@ -64,3 +64,22 @@ def test_doctor_verifies_cached_files_against_their_names(hub, monkeypatch):
     assert (
         damaged.startswith("missing") and "sha256 does not match its name" in damaged and "download-weights" in damaged
     )
+
+
+def test_doctor_lists_each_tts_engine_with_its_voices_or_how_to_install_it(monkeypatch, tmp_path):
+    from s2ikit.doctor import tts_checks
+    from s2ikit.tts import available_backends
+
+    present = {c.name: c for c in tts_checks(available_backends())}
+    for engine in ("espeak-ng", "flite", "festival"):
+        check = present[f"TTS backend '{engine}'"]
+        assert check.ok == (available_backends()[engine] is None)
+        if check.ok:
+            assert "voice(s):" in check.detail
+    if present["TTS backend 'flite'"].ok:
+        assert "slt" in present["TTS backend 'flite'"].detail
+    monkeypatch.setenv("PATH", str(tmp_path))  # as on a machine where `make voices` never ran
+    absent = {c.name: c for c in tts_checks(available_backends())}
+    for engine in ("espeak-ng", "flite", "festival"):
+        check = absent[f"TTS backend '{engine}'"]
+        assert not check.ok and "make voices" in check.fix and "apt-get install" in check.fix

@@ -1,4 +1,5 @@
-"""Content-addressed cache of synthesized speech: key = sha256(backend, voice weights, text, parameters).
+"""Content-addressed cache of synthesized speech: key = sha256(engine, voice and its data or weights, engine
+version, text, prosody parameters).
 
 Reruns, repeated sentences and other data sets that share sentences cost nothing. The folder can be moved:
 point `--cache-dir` or $S2IKIT_CACHE_DIR at it. Entries are 16-bit FLAC written atomically.
@@ -24,12 +25,21 @@ def default_cache_dir() -> Path:
     return Path(base) / "s2ikit"
 
 
+# Controls added after caches were filled enter the key only when set away from their default, so entries
+# made before they existed keep their keys (and stay free).
+_LATER_CONTROLS = {"pitch": 1.0}
+
+
 class SpeechCache:
     def __init__(self, root: str | Path):
         self.root = Path(root) / "tts"
 
     def key(self, voice_id: str, text: str, params: SynthesisParams) -> str:
-        return fingerprint({"voice": voice_id, "text": text, "params": dataclasses.asdict(params)})
+        fields = dataclasses.asdict(params)
+        for name, default in _LATER_CONTROLS.items():
+            if fields[name] == default:
+                del fields[name]
+        return fingerprint({"voice": voice_id, "text": text, "params": fields})
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.flac"

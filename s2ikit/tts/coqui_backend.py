@@ -94,6 +94,7 @@ def utterance_seed(text: str, params: SynthesisParams) -> int:
 
 class CoquiBackend:
     name = "coqui"
+    controls = frozenset({"length_scale"})
 
     def __init__(self, config: TTSConfig):
         if config.noise_scale or config.noise_w:
@@ -133,6 +134,8 @@ class CoquiBackend:
 
         if params.noise_scale or params.noise_w:
             raise ValueError("Tacotron 2 has no noise controls: noise_scale and noise_w must be 0")
+        if params.pitch != 1.0:
+            raise ValueError("Tacotron 2 has no pitch control: pitch must be 1")
         # Coqui keeps Tacotron 2's prenet dropout on at inference for some models (prenet_dropout_at_inference):
         # a seed per utterance makes the audio a function of the text, whatever order the captions come in.
         # fork_rng leaves the process's own random stream as it was.

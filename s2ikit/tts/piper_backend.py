@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from s2ikit.config import TTSConfig
-from s2ikit.tts.base import SynthesisParams, register_backend
+from s2ikit.tts.base import SynthesisParams, VoiceInfo, register_backend, unsupported
 from s2ikit.utils.errors import SampleError, UserError
 
 BUNDLED_VOICE = "en_US-joe-medium"
@@ -42,6 +42,7 @@ def voice_files(voice: str) -> tuple[Path, Path]:
 
 class PiperBackend:
     name = "piper"
+    controls = frozenset({"length_scale", "noise_scale", "noise_w"})
 
     def __init__(self, config: TTSConfig):
         import onnxruntime
@@ -69,6 +70,8 @@ class PiperBackend:
     def synthesize(self, text: str, params: SynthesisParams) -> np.ndarray:
         from piper import SynthesisConfig
 
+        if bad := unsupported(params, self.controls):
+            raise ValueError(f"piper has no control for {', '.join(bad)}")
         syn = SynthesisConfig(
             length_scale=params.length_scale,
             noise_scale=params.noise_scale,
@@ -81,6 +84,11 @@ class PiperBackend:
         return np.concatenate(chunks).astype(np.float32)
 
 
-@register_backend("piper", _probe)
+def list_voices() -> list[VoiceInfo]:
+    """The bundled voice (a user's own Piper .onnx is named by its path instead)."""
+    return [VoiceInfo(f"piper:{BUNDLED_VOICE}", "male", "US", PiperBackend.controls)]
+
+
+@register_backend("piper", _probe, list_voices)
 def _make(config: TTSConfig) -> PiperBackend:
     return PiperBackend(config)

@@ -1,0 +1,72 @@
+"""Synthesis time per caption for each TTS engine installed here, on 20 shapes captions, one voice at a time.
+
+Every voice runs in this one process, interleaved round by round so that load on the machine falls on all of
+them alike; each voice's time is its best round. The anchor is the slowest voice of this run: each line gives
+how many times faster than it a voice is (the ratio is what carries across machines, not the seconds).
+Engines that are not installed are left out, saying so.
+Usage: python benchmarks/bench_tts.py [--rounds 3] [--voices espeak-ng:en-us,flite:slt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+VOICES = (
+    "piper:en_US-joe-medium",
+    "espeak-ng:en-us",
+    "espeak-ng:en-us+f3",
+    "flite:kal",
+    "flite:slt",
+    "festival:kal_diphone",
+    "festival:cmu_us_slt_arctic_hts",
+)
+
+
+def captions(n: int = 20) -> list[str]:
+    """Shapes-style captions: size, colour, shape, all different."""
+    sizes, colours = ("small", "large"), ("red", "green", "blue", "yellow", "purple")
+    shapes = ("circle", "square", "triangle", "star")
+    combos = list(itertools.product(sizes, colours, shapes))
+    step = max(1, len(combos) // n)
+    return [f"a {s} {c} {h}" for s, c, h in combos[::step][:n]]
+
+
+def main() -> None:
+    from s2ikit.tts import SynthesisParams, available_backends, load_voice
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all voices; each voice keeps its best")
+    parser.add_argument("--voices", default=",".join(VOICES), help="comma-separated ENGINE:VOICE names")
+    args = parser.parse_args()
+
+    texts, params, usable = captions(), SynthesisParams(), available_backends()
+    voices = {}
+    for spec in args.voices.split(","):
+        engine = spec.partition(":")[0]
+        if usable.get(engine, "unknown engine") is not None:
+            print(f"{spec:34s} left out: {usable.get(engine, 'unknown engine')}")
+            continue
+        voices[spec] = load_voice(spec)
+        voices[spec].synthesize("warm up", params)  # loads the model / pages in the program
+    best = {spec: float("inf") for spec in voices}
+    audio_s = {}
+    for _ in range(args.rounds):
+        for spec, voice in voices.items():
+            start = time.perf_counter()
+            samples = sum(len(voice.synthesize(t, params)) for t in texts)
+            best[spec] = min(best[spec], (time.perf_counter() - start) / len(texts))
+            audio_s[spec] = samples / voice.sample_rate / len(texts)
+    if not best:
+        raise SystemExit("no TTS engine installed (make venv for piper, make voices for the others)")
+    anchor = max(best, key=best.get)
+    print(f"{len(texts)} captions, best of {args.rounds} rounds; anchor: {anchor} (the slowest)")
+    print(f"{'voice':34s} {'s/caption':>10s} {'x anchor':>9s} {'audio s':>8s} {'real-time x':>12s}")
+    for spec in sorted(best, key=best.get):
+        speed = best[anchor] / best[spec]
+        print(f"{spec:34s} {best[spec]:10.3f} {speed:9.1f} {audio_s[spec]:8.2f} {audio_s[spec] / best[spec]:12.1f}")
+
+
+if __name__ == "__main__":
+    main()
