@@ -401,9 +401,11 @@ def evaluate(
     sections = parse_overrides(overrides or [])
     if images_per_caption is not None:
         sections.setdefault("evaluate", {})["images_per_caption"] = images_per_caption
+    flags = {}
     if metrics is not None:
         sections.setdefault("evaluate", {})["metrics"] = [name.strip() for name in metrics.split(",") if name.strip()]
-    preset_name, flags = preset or _dataset_name(data_dir), {"evaluate.metrics": "--metrics"}
+        flags["evaluate.metrics"] = "--metrics"
+    preset_name = preset or _dataset_name(data_dir)
     config = load_preset(preset_name, sections, flags).evaluate
     report = run_evaluation(
         run, config, out, data_dir, str(inception_weights or ""), str(image_weights or ""),
