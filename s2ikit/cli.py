@@ -353,6 +353,21 @@ def train_gan_command(
 
 
 # ---- evaluation and generation -----------------------------------------------------------------------------
+def _where_set(preset: str, overrides: dict[str, dict[str, Any]], flags: dict[str, str], key: str) -> str:
+    """Where `section.key`'s value came from, as the preset loader names it: its flag, `--set section.key`, the
+    preset file and [section].key (through `extends`), or `section.key` for a default."""
+    import typing
+
+    from s2ikit.config import Preset, find_preset
+    from s2ikit.utils.tables import add_overrides, read_layers
+
+    sections = typing.get_type_hints(Preset)
+    tables = read_layers(find_preset(preset), find_preset, sections)
+    add_overrides(tables, overrides, sections, flags)
+    section, _, name = key.partition(".")
+    return tables.get(section, {}).get(name, (None, key))[1]
+
+
 @app.command()
 @friendly
 def evaluate(
@@ -364,6 +379,11 @@ def evaluate(
     images_per_caption: int | None = typer.Option(
         None, "--images-per-caption", min=1, help="Generated images per test caption (evaluate.images_per_caption)."
     ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        help="Comma-separated metrics to run, in order, e.g. class_accuracy,fid (evaluate.metrics; default: all).",
+    ),
     inception_weights: Path | None = typer.Option(
         None,
         "--inception-weights",
@@ -373,11 +393,12 @@ def evaluate(
         None, "--image-weights", help="torchvision Inception-v3 weights for mAP/R@k (default: the torch hub cache)."
     ),
 ) -> None:
-    """Generate images for every test caption and report class accuracy, FID, IS, mAP, R@k and retrieval.
+    """Generate images for every test caption and report class accuracy, diversity, FID, IS, mAP, R@k and retrieval.
 
     Writes RUN/eval/report.json, report.md and image grids (real image, then its generated ones). Metrics
-    whose Inception weights are missing are skipped with the reason; the rest still run.
-    Example: s2ikit evaluate runs/shapes/gan
+    whose Inception weights are missing are skipped with the reason; the rest still run. --metrics (or the
+    preset's evaluate.metrics) picks which run.
+    Example: s2ikit evaluate runs/shapes/gan --metrics class_accuracy,diversity
     """
     from s2ikit.core.inference import load_bundle
     from s2ikit.evaluation.evaluate import evaluate as run_evaluation
@@ -386,19 +407,20 @@ def evaluate(
     sections = parse_overrides(overrides or [])
     if images_per_caption is not None:
         sections.setdefault("evaluate", {})["images_per_caption"] = images_per_caption
-    config = load_preset(preset or _dataset_name(data_dir), sections).evaluate
+    flags = {}
+    if metrics is not None:
+        sections.setdefault("evaluate", {})["metrics"] = [name.strip() for name in metrics.split(",") if name.strip()]
+        flags["evaluate.metrics"] = "--metrics"
+    preset_name = preset or _dataset_name(data_dir)
+    config = load_preset(preset_name, sections, flags).evaluate
     report = run_evaluation(
         run, config, out, data_dir, str(inception_weights or ""), str(image_weights or ""),
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
+        metrics=config.metrics, metrics_from=_where_set(preset_name, sections, flags, "evaluate.metrics"),
     )  # fmt: skip
-    measured = report["metrics"]
-    if "class_accuracy" in measured:
-        shown = ", ".join(f"{k} {100 * v:.1f}%" for k, v in measured["class_accuracy"]["accuracy"].items())
-        console.print(f"class accuracy of generated images: {shown}")
-    if "fid" in measured:
-        console.print(f"FID {measured['fid']['value']:.2f}")
-    if "inception_score" in measured:
-        console.print(f"IS {measured['inception_score']['mean']:.2f}")
+    for line in report["summary"].values():  # each metric's own line, in the order they ran
+        if line:
+            console.print(line, soft_wrap=True, highlight=False)
     Console().print(f"report: {Path(report['report'])}")
 
 

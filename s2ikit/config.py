@@ -319,6 +319,7 @@ class GANConfig:
     diversity_images=at_least(0),
     diversity_real_per_class=at_least(2),
     fid_images=at_least(2),
+    metrics=items(),
 )
 class EvaluateConfig:
     """`s2ikit evaluate`: what is generated for the test split and how it is judged (paper Sect. 5.1)."""
@@ -352,6 +353,9 @@ class EvaluateConfig:
     # test captions, cycled, against the test images enlarged to about as many by flips and shifts).
     fid_protocol: Literal["s2igan", "dfgan"] = "s2igan"
     fid_images: int = 30_000  # "dfgan" only: DF-GAN's count
+    # the metrics `s2ikit evaluate` runs, by registered name (s2ikit/metrics/), in this order; `--metrics` overrides
+    metrics: tuple[str, ...] = ("class_accuracy", "diversity", "fid", "inception_score", "s2igan_retrieval",
+                                "encoder_retrieval")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,38 @@ def test_train_gan_refuses_an_unknown_block_before_it_starts(tmp_path):
     assert result.exit_code == 2
     assert result.output.strip() == "error: --set gan.block: 'vsfmm' is not one of vsfm|dfgan"
     assert not (tmp_path / "run").exists()
+
+
+def _evaluate_refuses(tmp_path, *args: str) -> str:
+    """`s2ikit evaluate` with these arguments: refused before anything is loaded or written; its one line."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "dataset.json").write_text(json.dumps({"dataset": "shapes"}))
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "no-run"), "-d", str(data), "-o", str(out), *args])
+    assert result.exit_code == 2 and "Traceback" not in result.output and not out.exists(), result.output
+    return result.output.replace("\n", " ").strip()
+
+
+def test_evaluate_refuses_an_unknown_metric_in_one_line_naming_the_flag_or_preset_key(tmp_path):
+    from s2ikit.metrics import REGISTRY
+
+    known = ", ".join(sorted(REGISTRY))
+    assert "class_accuracy, diversity" in known
+    message = _evaluate_refuses(tmp_path, "--metrics", "fid,bogus")
+    assert message == f"error: --metrics: unknown metric 'bogus' (known: {known})"
+    assert _evaluate_refuses(tmp_path, "--metrics", " , ") == "error: --metrics: must not be empty"
+    assert _evaluate_refuses(tmp_path, "--metrics", "fid, fid") == "error: --metrics: metric 'fid' is named twice"
+    message = _evaluate_refuses(tmp_path, "--set", "evaluate.metrics=diversity,bogus")
+    assert message == f"error: --set evaluate.metrics: unknown metric 'bogus' (known: {known})"
+    # in a preset: the file and key where the name was written, through `extends`
+    parent, child = tmp_path / "mine.toml", tmp_path / "child.toml"
+    parent.write_text('extends = "shapes"\n[evaluate]\nmetrics = ["fid", "bogus"]\n')
+    child.write_text('extends = "mine.toml"\n[evaluate]\nseed = 1\n')
+    for preset in (parent, child):
+        message = _evaluate_refuses(tmp_path, "--preset", str(preset))
+        assert message == f"error: {parent} [evaluate].metrics: unknown metric 'bogus' (known: {known})"
+    # the flag wins over the preset's key, so a good flag is not refused for the preset's bad name
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "no-run"), "-d", str(tmp_path / "data"), "--preset",
+                                 str(parent), "--metrics", "fid"])  # fmt: skip
+    assert result.exit_code == 2 and "no-run" in result.output and "bogus" not in result.output

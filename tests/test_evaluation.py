@@ -1,4 +1,5 @@
-"""Evaluation: known answers for FID, IS, mAP and R@k; the judge; `evaluate` end to end; `generate`."""
+"""Evaluation: known answers for FID, IS, mAP and R@k; the judge; `evaluate` end to end (and a metric added as
+one file, through `--metrics` and the preset key); `generate`."""
 
 import json
 import os
@@ -10,17 +11,21 @@ import scipy.linalg
 import soundfile as sf
 import torch
 from PIL import Image
+from test_metrics import guide_metric, registry  # noqa: F401  (fixtures: the guide's example metric, added as one file)
 from typer.testing import CliRunner
 
 from s2ikit.cli import app
 from s2ikit.config import EvaluateConfig
+from s2ikit.core.export import export_generator
 from s2ikit.core.images import to_uint8
 from s2ikit.core.inference import load_bundle
 from s2ikit.evaluation.evaluate import evaluate
+from s2ikit.evaluation.report import read_summary
 from s2ikit.metrics import fidelity
 from s2ikit.metrics.judge import Judge
 from s2ikit.models.classifier import ImageClassifier
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.tensorboard_log import tensorboard_available
 
 runner = CliRunner()
 EVAL = EvaluateConfig(images_per_caption=2, batch_size=5, judge_attributes=("colour", "shape", "size"),
@@ -146,8 +151,20 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     assert all(np.isfinite(v) and v >= 0 for v in diversity["ratio"].values())
     assert (tmp_path / "eval/diversity.png").is_file()
     assert report["skipped"] == {}
+    assert list(measured) == list(EVAL.metrics)  # the preset key's metrics, in its order
     saved = json.loads((tmp_path / "eval/report.json").read_text())
     assert saved["metrics"]["class_accuracy"]["accuracy"] == accuracy
+    # the headline: each metric's declared measurements (diversity's included), for TensorBoard and the card
+    headline = saved["headline"]
+    assert headline["diversity/ratio/pixels"] == diversity["ratio"]["pixels"]
+    assert headline["class_accuracy/accuracy/colour"] == accuracy["colour"]
+    assert headline["fid/value"] == measured["fid"]["value"] and "fid/real_images" not in headline
+    assert {"inception_score/mean", "s2igan_retrieval/R@1", "encoder_retrieval/caption_to_generated/R@5"} <= set(
+        headline
+    )
+    assert read_summary(tmp_path / "eval/report.json")["numbers"] == headline
+    assert report["summary"]["fid"] == f"FID {measured['fid']['value']:.2f}"
+    assert report["summary"]["diversity"].startswith("diversity (1.0: as varied as real images): pixels ")
     md = (tmp_path / "eval/report.md").read_text()
     assert "Class accuracy" in md and "FID" in md and "![grid](grid-00.png)" in md
     assert "By shape (generated images judged right, of how many): circle " in md
@@ -166,6 +183,46 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     assert "weights-inception-2015-12-05" in again["skipped"]["inception_score"]
     assert "inception_v3_google" in again["skipped"]["s2igan_retrieval"]
     assert "Skipped" in (tmp_path / "eval2/report.md").read_text()
+
+
+@pytest.mark.usefixtures("guide_metric")
+def test_a_metric_added_as_one_file_runs_by_flag_or_preset_key_into_every_output(gan_run, tmp_path):
+    """The guide's example, dropped into s2ikit/metrics/ and nothing else edited: `--metrics` runs it (and only
+    what it names, in its order) into report.json, report.md, the headline, TensorBoard, the model card and the
+    printed summary; a preset's `evaluate.metrics` does the same."""
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", str(gan_run), "-o", str(out), "--metrics", "mean_colour,diversity"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "report.json").read_text())
+    assert set(saved["metrics"]) == {"mean_colour", "diversity"} and saved["skipped"] == {}  # only those asked for
+    gap = saved["metrics"]["mean_colour"]["gap"]
+    assert 0 < gap < 2 and saved["metrics"]["mean_colour"]["images"] == 16
+    assert saved["headline"]["mean_colour/gap"] == gap and "diversity/ratio/pixels" in saved["headline"]
+    assert saved["settings"]["metrics"] == ["mean_colour", "diversity"]
+    md = (out / "report.md").read_text()
+    assert "## Mean colour against the real image" in md and f"Mean colour gap **{gap:.3f}**" in md
+    assert md.index("## Mean colour") < md.index("## Diversity")
+    printed = result.output.splitlines()
+    assert f"mean colour gap {gap:.3f}" in printed and "class accuracy" not in result.output
+    assert printed.index(f"mean colour gap {gap:.3f}") < [i for i, line in enumerate(printed)
+                                                         if line.startswith("diversity (1.0")][0]  # fmt: skip
+    # the model card (`s2ikit export` reads the report's summary)
+    card = export_generator(gan_run, tmp_path / "export", read_summary(out / "report.json")) / "README.md"
+    assert "| mean_colour/gap |" in card.read_text() and "| diversity/ratio/pixels |" in card.read_text()
+    if tensorboard_available():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(gan_run / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        assert [e.value for e in events.Scalars("eval/mean_colour/gap")][-1] == pytest.approx(gap)
+        assert "eval/diversity/ratio/pixels" in events.Tags()["scalars"]
+    # the preset key: a preset that extends the data set's and names the metrics
+    preset = tmp_path / "mine.toml"
+    preset.write_text('extends = "shapes"\n[evaluate]\nmetrics = ["mean_colour"]\n')
+    result = runner.invoke(app, ["evaluate", str(gan_run), "-o", str(tmp_path / "eval2"), "--preset", str(preset)])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "eval2/report.json").read_text())
+    assert set(again["metrics"]) == {"mean_colour"} and again["metrics"]["mean_colour"]["gap"] == gap
 
 
 def test_generate_from_a_wav_and_from_text(gan_run, tmp_path):

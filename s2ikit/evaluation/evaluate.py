@@ -1,9 +1,10 @@
 """`s2ikit evaluate`: generate images for every test caption with the EMA generator and run the metrics on them.
 
 One pass over the test split (every caption; `images_per_caption` images each, z a pure function of (seed,
-caption row, k)) feeds every metric asked for, by name (s2ikit/metrics: class_accuracy, diversity, fid,
-inception_score, s2igan_retrieval, encoder_retrieval). A metric that cannot run here (missing weights, no
-classes) is skipped with the reason; the others still run. The report says how the training runs ended.
+caption row, k)) feeds every metric asked for, by name (`evaluate.metrics`, or `--metrics`; each registered in
+s2ikit/metrics/). A metric that cannot run here (missing weights, no classes) is skipped with the reason; the
+others still run. Each metric that ran gives its report section, its headline numbers (report.json's `headline`,
+TensorBoard, the model card) and its one-line summary. The report says how the training runs ended.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from s2ikit.core.inference import GeneratorBundle, load_bundle
 from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.loader import make_loader
 from s2ikit.evaluation.curves import write_curves
-from s2ikit.evaluation.report import headline_numbers, write_report
-from s2ikit.metrics import Context, Generated, build_metrics, measure
+from s2ikit.evaluation.report import write_report
+from s2ikit.metrics import Context, Generated, build_metrics, check_names, headline_of, measure
 from s2ikit.utils.atomic import read_json
 from s2ikit.utils.progress import track
 from s2ikit.utils.tensorboard_log import EVENTS_DIR, TensorBoardLog
-
-DEFAULT_METRICS = ("class_accuracy", "diversity", "fid", "inception_score", "s2igan_retrieval", "encoder_retrieval")
 
 
 def evaluate(
@@ -39,9 +38,13 @@ def evaluate(
     inception_weights: str = "",
     device: torch.device | None = None,
     log: Callable[[str], None] = print,
-    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    metrics: tuple[str, ...] | None = None,
+    metrics_from: str = "--metrics",
 ) -> dict[str, Any]:
+    """`metrics`: the names to run, where `metrics_from` (a flag, or a preset file and key) set them; None:
+    `config.metrics`. An unknown name is refused, naming where it was set, before anything is loaded."""
     started = time.monotonic()
+    names = check_names(config.metrics, "evaluate.metrics") if metrics is None else check_names(metrics, metrics_from)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bundle = load_bundle(run).to(device)
     data = read_dataset(data_dir or bundle.info["data"])
@@ -57,7 +60,7 @@ def evaluate(
     if selection:
         report["selection"] = selection
     ctx = Context(bundle, data, config, device, log, fidelity_weights, inception_weights)
-    active, report["skipped"] = build_metrics(metrics, ctx)
+    active, report["skipped"] = build_metrics(names, ctx)
     log(f"generating {config.images_per_caption} image(s) per test caption at {size} px")
     grid = GridCollector(config.grid_captions)
     loader = make_loader(data.root, LoaderConfig(split="test", mode="test", batch_size=config.batch_size))
@@ -66,8 +69,12 @@ def evaluate(
     captions = measure(bundle, batches, active.values(), config.images_per_caption, config.seed, grid)
     report["test_captions"] = captions
     report["generated_images"] = captions * config.images_per_caption
-    report["metrics"] = {name: metric.compute() for name, metric in active.items()}
-    sections = [(metric.title, metric.section(report["metrics"][name])) for name, metric in active.items()]
+    report["metrics"] = results = {name: metric.compute() for name, metric in active.items()}
+    sections = [(metric.title, metric.section(results[name])) for name, metric in active.items()]
+    report["headline"] = {}
+    for name, metric in active.items():
+        report["headline"].update(headline_of(name, metric.headline, results[name]))
+    report["summary"] = {name: metric.summary(results[name]) for name, metric in active.items()}
     report["seconds"] = round(time.monotonic() - started, 1)
     report["report"] = str(out_dir / "report.md")
     report["curves"] = write_curves(run_dir, out_dir) if run_dir else None
@@ -76,7 +83,7 @@ def evaluate(
     # the run's TensorBoard (when training wrote one): the numbers at their step
     if run_dir and (run_dir / EVENTS_DIR).is_dir():
         events = TensorBoardLog(run_dir / EVENTS_DIR)
-        events.scalars(headline_numbers(report["metrics"]), int(bundle.info["step"]), prefix="eval/")
+        events.scalars(report["headline"], int(bundle.info["step"]), prefix="eval/")
         events.close()
     return report
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from s2ikit.core.grid import save_grid
+from s2ikit.metrics import REGISTRY, headline_of
 from s2ikit.utils.atomic import read_json, write_bytes, write_json
 
 
@@ -95,26 +96,13 @@ def markdown(report: dict[str, Any], sections: list[tuple[str, list[str]]]) -> s
 
 
 # ---- the report's headline numbers, for the model card (`s2ikit export`) and TensorBoard ---------------------
-# metric -> its fields that are measurements (the rest are counts, settings and provenance)
-HEADLINE = {
-    "class_accuracy": ("accuracy",),
-    "fid": ("value",),
-    "inception_score": ("mean", "std"),
-    "s2igan_retrieval": ("mAP", "R@1", "R@5", "R@10", "R@50"),
-    "encoder_retrieval": ("caption_to_generated",),
-}
-
-
 def headline_numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    """`metric/field` (`metric/field/part` for a per-attribute or per-k field) -> value, e.g. `fid/value`."""
-    numbers = {}
-    for name, fields in HEADLINE.items():
-        for key in fields:
-            value = metrics.get(name, {}).get(key)
-            if isinstance(value, dict):
-                numbers.update({f"{name}/{key}/{k}": float(v) for k, v in value.items() if isinstance(v, (int, float))})
-            elif isinstance(value, (int, float)):
-                numbers[f"{name}/{key}"] = float(value)
+    """`metric/field` (`metric/field/part` for a per-attribute or per-k field) -> value, e.g. `fid/value`: the
+    fields each metric that ran declares as its `headline`, in the order they ran."""
+    numbers: dict[str, float] = {}
+    for name, result in metrics.items():
+        if name in REGISTRY:  # a plug-in's report read where the plug-in is not installed has no known headline
+            numbers.update(headline_of(name, REGISTRY[name].headline, result))
     return numbers
 
 
@@ -145,7 +133,8 @@ def read_summary(path: Path) -> dict[str, Any] | None:
         return None
     report = read_json(path)
     summary = {k: report.get(k) for k in ("step", "dataset", "test_captions", "generated_images", "checkpoint")}
-    summary["numbers"] = headline_numbers(report.get("metrics", {}))
+    # the numbers the evaluation recorded; a report from before they were recorded: from its metrics' results
+    summary["numbers"] = report["headline"] if "headline" in report else headline_numbers(report.get("metrics", {}))
     if "fid" in report.get("metrics", {}):
         summary["fid_protocol"] = fid_protocol(report)
     return summary

@@ -26,6 +26,7 @@ def _pct(value: float) -> str:
 @register
 class ClassAccuracy(Metric):
     name, title = "class_accuracy", "Class accuracy of generated images"
+    headline = ("accuracy",)
 
     def setup(self) -> None:
         if not self.ctx.data.has_classes and not self.ctx.config.judge_attributes:
@@ -55,6 +56,11 @@ class ClassAccuracy(Metric):
                 groups.setdefault(str(label.get(head)), []).append(hit)
             by_value[head] = {v: {"accuracy": sum(h) / len(h), "images": len(h)} for v, h in sorted(groups.items())}
         return {"accuracy": accuracy, "by_value": by_value, "images": len(self.labels), "judge": self.judge.info}
+
+    def summary(self, result: dict[str, Any]) -> str:
+        return "class accuracy of generated images: " + ", ".join(
+            f"{head} {_pct(value)}" for head, value in result["accuracy"].items()
+        )
 
     def section(self, result: dict[str, Any]) -> list[str]:
         lines = [

@@ -40,6 +40,7 @@ def _pct(value: float) -> str:
 @register
 class Diversity(Metric):
     name, title = "diversity", "Diversity: images of one caption from different z"
+    headline = ("ratio",)
 
     def setup(self) -> None:
         config = self.ctx.config
@@ -110,6 +111,10 @@ class Diversity(Metric):
         if cls in data.class_ids:
             return data.classes[data.class_ids.index(cls)]
         return "all test images" if cls < 0 else str(cls)
+
+    def summary(self, r: dict[str, Any]) -> str:
+        shown = ", ".join(f"{space.replace('_', ' ')} {_pct(v)}" for space, v in r["ratio"].items())
+        return f"diversity (1.0: as varied as real images): {shown}"
 
     def section(self, r: dict[str, Any]) -> list[str]:
         spaces = list(r["ratio"])

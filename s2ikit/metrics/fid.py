@@ -47,6 +47,7 @@ def _features(generated: Generated, extractor: fidelity.FidelityFeatures) -> tup
 @register
 class FID(Metric):
     name, title = "fid", "FID"
+    headline = ("value",)
 
     def setup(self) -> None:
         self.extractor, self.weights = _extractor(self.ctx)
@@ -116,6 +117,9 @@ class FID(Metric):
                 "protocol": fidelity.PROTOCOL, "protocol_name": self.protocol,
                 "real_resized_to": self.ctx.bundle.generator.image_size, "reference": str(ref)}  # fmt: skip
 
+    def summary(self, r: dict[str, Any]) -> str:
+        return f"FID {r['value']:.2f}"
+
     def section(self, r: dict[str, Any]) -> list[str]:
         return [
             f"FID **{r['value']:.2f}** ({r['generated_images']} generated vs {r['real_images']} real test images, "
@@ -140,6 +144,7 @@ def enlarged_view(images: torch.Tensor, view: int) -> torch.Tensor:
 @register
 class InceptionScore(Metric):
     name, title = "inception_score", "Inception score"
+    headline = ("mean", "std")
 
     def setup(self) -> None:
         self.extractor, _ = _extractor(self.ctx)
@@ -153,6 +158,9 @@ class InceptionScore(Metric):
         mean, std = fidelity.inception_score(self.logits, splits, self.ctx.config.seed)
         images = sum(len(x) for x in self.logits)
         return {"mean": mean, "std": std, "splits": splits, "images": images, "extractor": fidelity.EXTRACTOR}
+
+    def summary(self, r: dict[str, Any]) -> str:
+        return f"IS {r['mean']:.2f}"
 
     def section(self, r: dict[str, Any]) -> list[str]:
         return [f"IS **{r['mean']:.2f} +- {r['std']:.2f}** ({r['images']} images, {r['splits']} splits)."]

@@ -55,6 +55,7 @@ class _RealAndGenerated(Metric):
 @register
 class S2IGANRetrieval(_RealAndGenerated):
     name, title = "s2igan_retrieval", "Real-image queries against generated images (S2IGAN's mAP and R@k)"
+    headline = ("mAP", "R@1", "R@5", "R@10", "R@50")
 
     def setup(self) -> None:
         try:
@@ -90,6 +91,11 @@ class S2IGANRetrieval(_RealAndGenerated):
             out["mAP_queries"], out["mAP_gallery"] = len(chosen), len(cols)
         return out
 
+    def summary(self, r: dict[str, Any]) -> str:
+        shown = [f"mAP {_pct(r['mAP'])}"] if "mAP" in r else []
+        shown += [f"{k} {_pct(v)}" for k, v in r.items() if k.startswith("R@")]
+        return "real images against generated (S2IGAN): " + ", ".join(shown)
+
     def section(self, r: dict[str, Any]) -> list[str]:
         lines = []
         if "mAP" in r:
@@ -101,6 +107,7 @@ class S2IGANRetrieval(_RealAndGenerated):
 @register
 class EncoderRetrieval(_RealAndGenerated):
     name, title = "encoder_retrieval", "Speech encoder retrieval"
+    headline = ("caption_to_generated",)
 
     def setup(self) -> None:
         try:
@@ -142,6 +149,11 @@ class EncoderRetrieval(_RealAndGenerated):
             "real_test_images": real,
             "caption_to_generated": {f"R@{k}": v / speech.shape[0] for k, v in hits.items()},
         }
+
+    def summary(self, r: dict[str, Any]) -> str:
+        return "caption -> its generated image: " + ", ".join(
+            f"{k} {_pct(v)}" for k, v in r["caption_to_generated"].items()
+        )
 
     def section(self, r: dict[str, Any]) -> list[str]:
         real, gen = r["real_test_images"], r["caption_to_generated"]
