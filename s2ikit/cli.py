@@ -15,6 +15,7 @@ from rich.table import Table
 
 from s2ikit import __version__
 from s2ikit.config import PrepareFlag, PrepareSource, datasets, load_preset, parse_overrides
+from s2ikit.utils.download import Limits
 from s2ikit.utils.errors import UserError
 
 console = Console(stderr=True)
@@ -81,16 +82,35 @@ def download_weights(
     dest: Path | None = typer.Option(
         None, "--dest", help="Folder to put them in (default: the torch hub cache, where s2ikit looks for them)."
     ),
+    timeout: float = typer.Option(
+        Limits.timeout, "--timeout", min=0.001, help="Seconds to wait for the connection or for any single read."
+    ),
+    deadline: float = typer.Option(
+        Limits.deadline, "--deadline", min=0.001, help="Seconds a file's whole transfer may take before it is given up."
+    ),
+    min_rate: float = typer.Option(
+        Limits.min_rate / 1000,
+        "--min-rate",
+        min=0,
+        help="kB/s: a transfer slower than this, averaged over --rate-window, is abandoned (0: never).",
+    ),
+    rate_window: float = typer.Option(
+        Limits.window, "--rate-window", min=0.001, help="Seconds the transfer rate is averaged over for --min-rate."
+    ),
 ) -> None:
     """Fetch the two standard Inception-v3 weight files now, for machines that will run without a network.
 
     torchvision's Inception-v3 (image encoder, mAP, R@k) and torch-fidelity's (FID, IS), each checked against
     the sha256 its name carries; files already there and intact are skipped. Online machines need not run
-    this: the files are fetched on first use. Example: s2ikit download-weights --dest /shared/torch/hub/checkpoints
+    this: the files are fetched on first use. A slow or stalled mirror is abandoned (by default: below 10 kB/s
+    over 30 s, or an hour in all), a body longer than the file can be is refused, and an interrupted download
+    (Ctrl-C, SIGTERM) leaves no partial file; one a killed run left is removed by the next.
+    Example: s2ikit download-weights --dest /shared/torch/hub/checkpoints
     """
     from s2ikit.models.weights import download_standard, hub_checkpoints
 
-    for entry, path, fetched in download_standard(dest):
+    limits = Limits(timeout=timeout, deadline=deadline, min_rate=1000 * min_rate, window=rate_window)
+    for entry, path, fetched in download_standard(dest, limits):
         typer.echo(f"{entry.what}: {path} ({'fetched, sha256 verified' if fetched else 'already there, verified'})")
     hub = hub_checkpoints()
     if dest is not None and dest.resolve() != hub.resolve():

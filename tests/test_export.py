@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from test_pipeline import write_speechlike
+from test_speech_to_image import write_speechlike
 from typer.testing import CliRunner
 
 from s2ikit.cli import app

@@ -17,6 +17,7 @@ from s2ikit.evaluation import select
 from s2ikit.evaluation.evaluate import evaluate
 from s2ikit.evaluation.select import criterion, select_generator
 from s2ikit.training.gan import train_gan
+from s2ikit.utils.errors import UserError
 
 runner = CliRunner()
 EVAL = EvaluateConfig(
@@ -116,3 +117,39 @@ def test_select_without_kept_generators_is_a_one_line_error(gan_run):
     result = runner.invoke(app, ["select", str(gan_run)])
     assert result.exit_code == 2 and "gan.keep_generators=true" in result.output
     assert "Traceback" not in result.output and not (gan_run / "checkpoints/best.pt").exists()
+
+
+def test_a_damaged_kept_generator_is_skipped_and_reported_and_the_rest_are_judged(kept_run, reference, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(kept_run, run)
+    for name in ("best.pt", "selection.json"):
+        (run / "checkpoints" / name).unlink(missing_ok=True)
+    damaged = run / "checkpoints/generators/step-0000002.pt"
+    damaged.write_bytes(damaged.read_bytes()[:1000])  # a copy cut short
+    lines = []
+    selection = select_generator(run, EVAL, reference, log=lines.append)
+    assert [c["step"] for c in selection["candidates"]] == [1, 3]
+    assert [s["checkpoint"] for s in selection["skipped"]] == [str(damaged)]
+    assert "not a readable s2ikit checkpoint" in selection["skipped"][0]["error"]
+    assert any(line.startswith("skipped: ") and str(damaged) in line for line in lines)
+    assert json.loads((run / "checkpoints/selection.json").read_text())["skipped"] == selection["skipped"]
+    assert selection["step"] in (1, 3) and (run / "checkpoints/best.pt").is_file()
+    # the newest one damaged too (generator.pt is step 3's copy): the data set is read from the next readable one
+    for path in (run / "checkpoints/generators/step-0000003.pt", run / "checkpoints/generator.pt"):
+        path.write_bytes(b"not a checkpoint")
+    selection = select_generator(run, EVAL, reference, log=lambda s: None)
+    assert [c["step"] for c in selection["candidates"]] == [1] and len(selection["skipped"]) == 3
+    # every one damaged: one line
+    (run / "checkpoints/generators/step-0000001.pt").write_bytes(b"")
+    with pytest.raises(UserError, match=r"none of its 4 generators can be read"):
+        select_generator(run, EVAL, reference, log=lambda s: None)
+
+
+def test_evaluate_into_a_file_is_a_one_line_error(kept_run, reference, tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep")
+    for out in (taken, taken / "eval"):
+        result = runner.invoke(app, ["evaluate", str(kept_run), "--data", str(reference), "--out", str(out)])
+        assert result.exit_code == 2 and "is a file; choose another --out folder" in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert taken.read_text() == "keep"

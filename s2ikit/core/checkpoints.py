@@ -106,3 +106,22 @@ def load(path: str | Path, kind: str) -> dict[str, Any]:
         raise UserError(f"{path}: checkpoint format {version} is newer than this s2ikit reads ({FORMAT_VERSION}); "
                         "upgrade s2ikit")  # fmt: skip
     return obj
+
+
+def load_state_strictly(network: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `network`, every tensor present and of its shape; otherwise one UserError line that
+    starts with `source` and names the first tensor that differs (torch's own message lists them all)."""
+    own = network.state_dict()
+    missing = [key for key in own if key not in state]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(f"{source}: tensor {missing[0]!r} is missing{more}")
+    extra = [key for key in state if key not in own]
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise UserError(f"{source}: tensor {extra[0]!r} is not one the network has{more}")
+    for key, tensor in own.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise UserError(f"{source}: tensor {key!r} has shape {list(state[key].shape)} in the file, "
+                            f"{list(tensor.shape)} in the network")  # fmt: skip
+    network.load_state_dict(state)

@@ -25,14 +25,16 @@ import torch
 from s2ikit import __version__
 from s2ikit.config import FeatureConfig, TTSConfig, build_section, datasets
 from s2ikit.core import checkpoints
+from s2ikit.core.export_config import Invalid, confined, read_config, validate
 from s2ikit.core.factories import build_generator, build_speech_encoder
 from s2ikit.core.inference import GeneratorBundle, load_bundle, resolve_checkpoint
-from s2ikit.utils.atomic import atomic_path, file_sha256, read_json, write_bytes, write_json
+from s2ikit.utils.atomic import atomic_path, file_sha256, write_bytes, write_json
 from s2ikit.utils.errors import UserError
 
 FORMAT, FORMAT_VERSION = "s2ikit-generator-export", 1
 CONFIG, CARD = "config.json", "README.md"
 WEIGHTS = {"generator": "generator.safetensors", "speech_encoder": "speech_encoder.safetensors"}
+_HEADER_BYTES = 16 << 20  # a weight file's JSON header and padding, beyond its tensors' bytes
 
 # What the weights inherit from the data they were trained on (the model card's licence section): each data set
 # declares its own terms (s2ikit.config.datasets()); this is said of one that is not registered here.
@@ -50,9 +52,10 @@ def is_export(path: str | Path) -> bool:
     if not config.is_file():
         return False
     try:
-        return read_json(config).get("format") == FORMAT
-    except (ValueError, OSError, AttributeError):
+        found = read_config(config)
+    except UserError:
         return False
+    return isinstance(found, dict) and found.get("format") == FORMAT
 
 
 def load_pretrained(path: str | Path) -> GeneratorBundle:
@@ -60,6 +63,11 @@ def load_pretrained(path: str | Path) -> GeneratorBundle:
     path = Path(path)
     if path.is_dir() and is_export(path):
         return load_export(path)
+    if path.is_dir() and (path / CONFIG).is_file() and not (path / checkpoints.GENERATOR).is_file():
+        # a damaged export is named with what is wrong in its config.json, not as "neither" below
+        config = read_config(path / CONFIG)
+        if not isinstance(config, dict) or {"format", "files", "generator_args"} & set(config):
+            return load_export(path)
     if path.is_dir() and not (path / checkpoints.GENERATOR).is_file():
         raise UserError(f"{path}: neither an `s2ikit export` folder ({CONFIG}) nor a `s2ikit train-gan` run "
                         f"({checkpoints.GENERATOR})")  # fmt: skip
@@ -78,19 +86,24 @@ def _save_weights(state: dict[str, torch.Tensor], path: Path, network: str) -> N
         os.chmod(tmp, 0o644)  # a file to share: readable by all, as a model hub serves it
 
 
-def _load_weights(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
+def _load_weights(path: Path, expected_sha256: str, largest: int) -> dict[str, torch.Tensor]:
+    """The tensors of a weight file, once its size (at most `largest` bytes) and sha256 check out."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise UserError(f"{path}: missing from the exported folder; export it again")
+    if path.stat().st_size > largest:  # refused before hashing: a huge file would take minutes to read
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes, more than the network {CONFIG} describes can "
+                        f"hold ({largest:,}); export or download it again")  # fmt: skip
     if file_sha256(path) != expected_sha256:
         raise UserError(f"{path}: does not match the sha256 in {CONFIG} (a partial copy or an edited file); "
                         "export or download it again")  # fmt: skip
     try:
         return load_file(str(path))
-    except SafetensorError as e:
-        raise UserError(f"{path}: not a readable safetensors file ({e})") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path}: not a readable safetensors file ({first})") from None
 
 
 def _dataset_summary(data: str | None) -> dict[str, Any]:
@@ -146,29 +159,30 @@ def export_generator(source: str | Path, out: str | Path, evaluation: dict[str, 
 
 
 def load_export(folder: str | Path) -> GeneratorBundle:
-    """An exported folder -> the generator bundle `generate` uses (eval mode, on the CPU)."""
+    """An exported folder -> the generator bundle `generate` uses (eval mode, on the CPU).
+
+    Everything is checked before anything is built: config.json against its schema (export_config.py: every key,
+    type and range; the networks' sizes), each weight file's path (inside the folder), size and sha256; the
+    weights must then fit the networks tensor by tensor. Each problem is one line naming the file."""
     folder = Path(folder)
-    try:
-        config = read_json(folder / CONFIG)
-    except (ValueError, OSError) as e:
-        raise UserError(f"{folder / CONFIG}: not readable JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise UserError(f"{folder / CONFIG}: not an `s2ikit export` config (format {FORMAT!r} expected)")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise UserError(f"{folder / CONFIG}: export format {config['format_version']} is newer than this s2ikit reads "
-                        f"({FORMAT_VERSION}); upgrade s2ikit")  # fmt: skip
-    states = {name: _load_weights(folder / entry["path"], entry["sha256"]) for name, entry in config["files"].items()}
+    file = folder / CONFIG
+    config, sizes = validate(read_config(file), file, tuple(WEIGHTS), FORMAT, FORMAT_VERSION)
+    states = {}
+    for name, entry in config["files"].items():
+        try:
+            path = confined(folder, entry["path"], f"files.{name}.path")
+        except Invalid as e:
+            raise UserError(f"{file}: {e}") from None
+        states[name] = _load_weights(path, entry["sha256"], 8 * sizes[name] + _HEADER_BYTES)
     generator = build_generator(config["generator_args"])
     speech = build_speech_encoder(config["speech_args"])
     for network, name in ((generator, "generator"), (speech, "speech_encoder")):
-        try:
-            network.load_state_dict(states[name])
-        except (RuntimeError, KeyError) as e:
-            raise UserError(f"{folder / WEIGHTS[name]}: does not fit the {name} {CONFIG} describes ({e})") from None
-    features = build_section(FeatureConfig, config["features"], f"{folder / CONFIG} features")
-    tts = build_section(TTSConfig, config["tts"], f"{folder / CONFIG} tts") if config.get("tts") else None
-    info = {"step": config.get("step"), "data": None, "encoder_run": None, "stopped": config.get("stopped"),
-            "dataset": config.get("dataset", {}).get("name")}  # fmt: skip
+        source = f"{folder / config['files'][name]['path']}: does not fit the {name} {CONFIG} describes"
+        checkpoints.load_state_strictly(network, states[name], source)
+    features = build_section(FeatureConfig, config["features"], f"{file} features")
+    tts = build_section(TTSConfig, config["tts"], f"{file} tts") if config.get("tts") else None
+    info = {"step": config["step"], "data": None, "encoder_run": None, "stopped": config["stopped"],
+            "dataset": config["dataset"]["name"]}  # fmt: skip
     return GeneratorBundle(generator.eval(), speech.eval(), features, tts, folder, info)
 
 

@@ -25,6 +25,7 @@ from s2ikit.evaluation.curves import write_curves
 from s2ikit.evaluation.report import write_report
 from s2ikit.metrics import Context, Generated, build_metrics, check_names, headline_of, measure
 from s2ikit.utils.atomic import read_json
+from s2ikit.utils.errors import UserError
 from s2ikit.utils.progress import track
 from s2ikit.utils.tensorboard_log import EVENTS_DIR, TensorBoardLog
 
@@ -50,6 +51,9 @@ def evaluate(
     data = read_dataset(data_dir or bundle.info["data"])
     run_dir = checkpoints.run_of(bundle.path)  # None for a generator.pt copied out of its run
     out_dir = Path(out_dir or (run_dir or bundle.path.parent) / "eval")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())  # a file there would fail only at the end
+    if not existing.is_dir():
+        raise UserError(f"{out_dir}: the report folder, but {existing} is a file; choose another --out folder")
     size = bundle.generator.image_size
     report: dict[str, Any] = {
         "run": str(run_dir) if run_dir else None, "checkpoint": str(bundle.path), "step": bundle.info["step"],

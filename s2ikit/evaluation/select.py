@@ -43,8 +43,13 @@ def kept_generators(run_dir: Path) -> list[Path]:
             "(the shapes preset does) so that `select` has checkpoints to choose from"
         )
     last = run_dir / checkpoints.GENERATOR
-    if last.is_file() and checkpoints.kept_generator(load_bundle(last).info["step"]).name not in {p.name for p in kept}:
-        kept.append(last)
+    if last.is_file():
+        try:
+            step = load_bundle(last).info["step"]
+        except UserError:
+            step = None  # unreadable: judged, that is skipped with its reason, like a damaged kept one
+        if step is None or checkpoints.kept_generator(step).name not in {p.name for p in kept}:
+            kept.append(last)
     return kept
 
 
@@ -89,7 +94,10 @@ def select_generator(
     run_dir = Path(run_dir)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     candidates = kept_generators(run_dir)
-    first = load_bundle(candidates[-1]).to(device)
+    skipped: list[dict[str, str]] = []  # damaged or unreadable generators: reported, and the rest judged
+    first = next((b for p in reversed(candidates) if (b := _readable(p, device, skipped, log)) is not None), None)
+    if first is None:
+        raise UserError(f"{run_dir}: none of its {len(candidates)} generators can be read ({skipped[-1]['error']})")
     data = read_dataset(data_dir or first.info["data"])
     ctx = Context(first, data, config, device, log)
     captions = training_captions(data, config.select_captions)
@@ -106,7 +114,10 @@ def select_generator(
     log(f"judging {len(candidates)} generators on {len(labels)} training captions (one image each)")
     ranked = []
     for path in candidates:
-        ctx.bundle = load_bundle(path).to(device)
+        bundle = _readable(path, device, skipped, log)
+        if bundle is None:
+            continue
+        ctx.bundle = bundle
         metrics, _ = build_metrics(["class_accuracy"], ctx)  # the judge is shared through ctx: trained once
         batches = track(captions, len(captions), f"select: step {ctx.bundle.info['step']}", "batches")
         measure(ctx.bundle, batches, metrics.values(), 1, config.seed)
@@ -121,7 +132,20 @@ def select_generator(
     selection = {
         "selected": str(run_dir / checkpoints.BEST_GENERATOR), "step": best["step"], "source": best["checkpoint"],
         "criterion": "class" if "class" in judge.vocab else "mean of " + ", ".join(judge.vocab),
-        "captions": len(labels), "split": "train", "judge": judge.info, "candidates": ranked,
+        "captions": len(labels), "split": "train", "judge": judge.info, "candidates": ranked, "skipped": skipped,
     }  # fmt: skip
     write_json(run_dir / checkpoints.SELECTION, selection)
     return selection
+
+
+def _readable(path: Path, device: torch.device, skipped: list[dict[str, str]], log: Callable[[str], None]) -> Any:
+    """The generator bundle of `path`, or None for a damaged or unreadable file, which is recorded in `skipped`
+    and logged (once)."""
+    if any(entry["checkpoint"] == str(path) for entry in skipped):
+        return None
+    try:
+        return load_bundle(path).to(device)
+    except UserError as e:
+        skipped.append({"checkpoint": str(path), "error": str(e)})
+        log(f"skipped: {e}")  # the error names the file
+        return None

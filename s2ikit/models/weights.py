@@ -16,7 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2ikit.utils.download import DownloadError, HashMismatch, download, hash_in_name, matches_its_name
+from s2ikit.utils.download import (
+    DownloadError,
+    HashMismatch,
+    Limits,
+    download,
+    hash_in_name,
+    matches_its_name,
+    remove_stale_temps,
+)
 
 OFFLINE_ENV = "S2IKIT_OFFLINE"
 MIRROR_ENV = "S2IKIT_WEIGHTS_MIRROR"
@@ -29,6 +37,7 @@ class WeightFile:
     base_url: str  # where the publisher hosts it: the file is base_url/name
     what: str  # what it is and what needs it, for doctor and messages
     patterns: tuple[str, ...]  # cache names accepted in its place: other releases of the same weights
+    max_bytes: int | None = None  # a bound on its size (a little above it): a longer body is cut off and refused
 
     @property
     def sha256_prefix(self) -> str:
@@ -46,12 +55,14 @@ STANDARD: dict[str, WeightFile] = {
         "https://download.pytorch.org/models",
         "torchvision Inception-v3 (encoder, mAP, R@k)",
         ("inception_v3_google-*.pth",),
+        112 << 20,  # the file is about 104 MiB
     ),
     "fidelity_inception": WeightFile(
         "weights-inception-2015-12-05-6726825d.pth",
         "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0",
         "torch-fidelity Inception (FID, IS)",
         ("weights-inception-2015-12-05-*.pth", "pt_inception-2015-12-05-*.pth"),  # pytorch-fid's copy too
+        100 << 20,  # the file is about 91 MiB
     ),
 }
 
@@ -118,15 +129,18 @@ def find_or_fetch(entry: WeightFile, folder: Path | None = None, what: str = "",
         return verified(found[0]) if found else fetch(entry, folder, what, hint)
 
 
-def fetch(entry: WeightFile, folder: Path | None = None, what: str = "", hint: str = "") -> Path:
-    """Download `entry` into `folder` (replacing any file of its name) and check its hash."""
+def fetch(
+    entry: WeightFile, folder: Path | None = None, what: str = "", hint: str = "", limits: Limits = Limits()
+) -> Path:
+    """Download `entry` into `folder` (replacing any file of its name) and check its hash; `limits`: when a slow
+    or stalled transfer is abandoned."""
     folder = folder or hub_checkpoints()
     if offline():
         raise _offline(entry, folder, what, hint)
     url = source_url(entry)
     print(f"fetching {url} -> {folder / entry.name}", file=sys.stderr, flush=True)
     try:
-        return download(url, folder / entry.name, entry.sha256_prefix)
+        return download(url, folder / entry.name, entry.sha256_prefix, max_bytes=entry.max_bytes, limits=limits)
     except HashMismatch:
         raise
     except DownloadError as e:
@@ -164,15 +178,17 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def download_standard(folder: Path | None = None) -> list[tuple[WeightFile, Path, bool]]:
+def download_standard(folder: Path | None = None, limits: Limits = Limits()) -> list[tuple[WeightFile, Path, bool]]:
     """Every standard file in `folder` (default: the hub cache): (entry, path, whether it was fetched now).
 
     A file already there whose hash checks out is kept; a damaged one is fetched again over it, and one whose
-    name carries no hash to check is left alone beside the fetched file.
+    name carries no hash to check is left alone beside the fetched file. Temporary files that an earlier, killed
+    download left are removed first.
     """
     folder = folder or hub_checkpoints()
     done = []
     for entry in STANDARD.values():
+        remove_stale_temps(folder / entry.name)
         found = [p for p in in_cache(entry, folder) if matches_its_name(p)] if folder.is_dir() else []
-        done.append((entry, found[0], False) if found else (entry, fetch(entry, folder), True))
+        done.append((entry, found[0], False) if found else (entry, fetch(entry, folder, limits=limits), True))
     return done

@@ -1,7 +1,10 @@
 """Verified downloads: stream a URL to a temporary name beside the target, check its sha256, then rename.
 
-A wrong hash, a connection cut short, a timeout or an interrupt leaves nothing at the target and no temporary
-file behind. The expected hash follows torch.hub's naming convention: a file called `name-<hex>.ext` is one
+A wrong hash, a connection cut short, a timeout, an interrupt or a SIGTERM leaves nothing at the target and no
+temporary file behind; a temporary file that a killed process (SIGKILL, power cut) left is removed by the next
+download of the same file. A transfer is bounded: a body larger than the file can be is cut off and refused, and
+a mirror that trickles (slower than `Limits.min_rate` over `Limits.window`) or runs past `Limits.deadline` is
+abandoned. The expected hash follows torch.hub's naming convention: a file called `name-<hex>.ext` is one
 whose sha256 starts with `<hex>` (torch.hub's `HASH_REGEX`, `-([a-f0-9]*)\\.`, read by `check_hash=True`).
 """
 
@@ -11,20 +14,40 @@ import hashlib
 import http.client
 import os
 import re
+import signal
 import sys
+import threading
+import time
 import urllib.error
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.request import Request, urlopen
 
 from s2ikit import __version__
 from s2ikit.utils.atomic import atomic_path, file_sha256
+from s2ikit.utils.checks import at_least, checked, positive
 from s2ikit.utils.errors import UserError
 
 # torch.hub's HASH_REGEX, with at least 8 digits: a shorter run (or none) is a version, not a hash.
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 CHUNK = 1 << 20  # bytes read per step: small enough for a smooth progress bar, large enough to be cheap
+
+
+@dataclass(frozen=True)
+@checked("download", timeout=positive, deadline=positive, min_rate=at_least(0), window=positive)
+class Limits:
+    """When a transfer is abandoned (nothing is saved then)."""
+
+    timeout: float = 30.0  # s: the longest wait for the connection or for any single read
+    deadline: float = 3600.0  # s: the whole transfer; the standard files take about a minute on a slow line
+    min_rate: float = 10_000.0  # bytes/s, averaged over `window`; a mirror slower than this is abandoned; 0 = none
+    window: float = 30.0  # s: the span the rate is averaged over (a short stall does not abandon a transfer)
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived during a download: exits as the signal would (status 143), once the temporary file is gone."""
 
 
 class DownloadError(UserError):
@@ -52,31 +75,37 @@ def download(
     dest: str | os.PathLike,
     sha256_prefix: str,
     *,
-    timeout: float = 30.0,
+    max_bytes: int | None = None,
+    limits: Limits = Limits(),
     progress: bool | None = None,
 ) -> Path:
     """Fetch `url` to `dest` if its sha256 starts with `sha256_prefix`; otherwise leave `dest` untouched.
 
-    `timeout` is in seconds per network operation (connect, each read), not for the whole transfer.
+    `max_bytes`: the most the file can hold; a larger announced size, or a body that runs past it, is refused.
+    `limits`: the per-operation timeout, the overall deadline and the minimum rate (see `Limits`).
     `progress`: show a bar with size, speed and time left on stderr; None shows it when stderr is a terminal.
-    Raises DownloadError (network) or HashMismatch, each one line naming the URL.
+    Raises DownloadError (network, limits) or HashMismatch, each one line naming the URL.
     """
     dest = Path(dest)
     if progress is None:
         progress = sys.stderr.isatty()
+    remove_stale_temps(dest)
     request = Request(url, headers={"User-Agent": f"s2ikit/{__version__}"})
     try:
-        with atomic_path(dest) as tmp:
-            with urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
+        with _sigterm_raises(), atomic_path(dest) as tmp:
+            with urlopen(request, timeout=limits.timeout) as response, open(tmp, "wb") as out:
                 length = response.headers.get("Content-Length", "")
                 total = int(length) if length.isdigit() else None
-                digest, received = hashlib.sha256(), 0
+                if total is not None and max_bytes is not None and total > max_bytes:
+                    raise DownloadError(f"{url}: the server announces {total:,} bytes, more than the file can hold "
+                                        f"({max_bytes:,}); refused, nothing saved")  # fmt: skip
+                digest = hashlib.sha256()
                 with _bar(dest.name, total, progress) as advance:
-                    while chunk := response.read(CHUNK):
+                    for chunk in _body(url, response, max_bytes, limits):
                         out.write(chunk)
                         digest.update(chunk)
-                        received += len(chunk)
                         advance(len(chunk))
+                received = out.tell()
                 # http.client returns a short body without complaint when the server closes early
                 if total is not None and received != total:
                     raise DownloadError(f"{url}: connection closed after {received} of {total} bytes; nothing saved")
@@ -93,7 +122,77 @@ def download(
         raise DownloadError(f"{url}: {_reason(e.reason)}") from None
     except (http.client.HTTPException, ConnectionError, TimeoutError) as e:
         raise DownloadError(f"{url}: {_reason(e)}") from None
+    except Terminated:
+        print(f"{url}: stopped by SIGTERM; the partial file was removed", file=sys.stderr, flush=True)
+        raise
     return dest
+
+
+def _body(url: str, response: http.client.HTTPResponse, max_bytes: int | None, limits: Limits) -> Iterator[bytes]:
+    """The response's bytes as they arrive, abandoned past `max_bytes`, the deadline, or below the minimum rate."""
+    started = window_started = time.monotonic()
+    received = window_received = 0
+    # read1 returns what has arrived (read would wait for a whole chunk), so a trickle is measured as it comes
+    while chunk := response.read1(CHUNK if max_bytes is None else min(CHUNK, max_bytes + 1 - received)):
+        received += len(chunk)
+        if max_bytes is not None and received > max_bytes:
+            raise DownloadError(f"{url}: the server sent more than the {max_bytes:,} bytes the file can hold; "
+                                "cut off and refused, nothing saved")  # fmt: skip
+        yield chunk
+        now = time.monotonic()
+        if now - started > limits.deadline:
+            raise DownloadError(f"{url}: not finished within the {limits.deadline:g} s deadline ({received:,} bytes "
+                                "received); abandoned, nothing saved")  # fmt: skip
+        if now - window_started >= limits.window:
+            rate = (received - window_received) / (now - window_started)
+            if rate < limits.min_rate:
+                slow = f"{rate / 1000:.2f} kB/s over the last {now - window_started:.0f} s"
+                raise DownloadError(f"{url}: {slow}, below the minimum of {limits.min_rate / 1000:g} kB/s; abandoned, "
+                                    "nothing saved")  # fmt: skip
+            window_started, window_received = now, received
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While a download runs, SIGTERM raises `Terminated` so that the temporary file is removed on the way out
+    (by default SIGTERM ends the process at once, leaving it). Only in the main thread (the only one a handler
+    can be set from) and only when nobody else handles SIGTERM: a program with its own handler keeps it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def remove_stale_temps(dest: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of `dest` (`.NAME.tmp-PID`, atomic.py's naming) whose process is gone: what a
+    download killed outright left. Those of running processes (another download of the same file) are kept."""
+    dest, removed = Path(dest), []
+    for path in dest.parent.glob(f".{dest.name}.tmp-*") if dest.parent.is_dir() else ():
+        pid = path.name.rsplit("-", 1)[1]
+        if pid.isdigit() and path.is_file() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _reason(error: object) -> str:
