@@ -356,6 +356,9 @@ class EvaluateConfig:
     # the metrics `s2ikit evaluate` runs, by registered name (s2ikit/metrics/), in this order; `--metrics` overrides
     metrics: tuple[str, ...] = ("class_accuracy", "diversity", "fid", "inception_score", "s2igan_retrieval",
                                 "encoder_retrieval")  # fmt: skip
+    # the `voices` metric: the test captions spoken again by these voices (ENGINE:VOICE, `s2ikit voices` lists
+    # them), which must not be among the voices the data set was prepared with; empty skips the metric
+    held_out_voices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
