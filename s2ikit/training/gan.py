@@ -122,8 +122,8 @@ class GANTask(Task):
             real = real.contiguous(memory_format=torch.channels_last)
         with self.autocast:
             noise = torch.Generator().manual_seed(derive_seed(config.seed, "gan/speech_noise", step))
-            fake = self.loss.generate(speech, z, noise)
-            d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake, rng)
+            fake = self.loss.generate(speech, z, noise)  # passed to both phases
+            d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake.images, rng)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         sync_gradients(self.D, self.info)
