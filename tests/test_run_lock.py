@@ -116,3 +116,10 @@ def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
     assert json.loads((run / LOCK).read_text()) == other
     release(run / LOCK)  # not ours: kept
     assert (run / LOCK).exists()
+
+
+def test_a_training_refused_at_its_start_leaves_no_run_folder(reference, tmp_path):
+    run = tmp_path / "runs" / "gan"
+    with pytest.raises(UserError):
+        train_gan(reference, tmp_path / "no-encoder", run, GAN, max_steps=1, log=lambda s: None)
+    assert not (tmp_path / "runs").exists()  # the folders made for the lock are gone again

@@ -126,9 +126,20 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _made_by_mkdir(run_dir: Path) -> list[Path]:
+    """The folders that creating `run_dir` would make, innermost first."""
+    missing, folder = [], run_dir.absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 @contextmanager
 def run_lock(run_dir: Path, log: Callable[[str], None] = print) -> Iterator[Path]:
-    """Hold RUN/.lock for the block; SIGTERM ends the block through SystemExit, so the lock is released."""
+    """Hold RUN/.lock for the block; SIGTERM ends the block through SystemExit, so the lock is released. Folders
+    made for the lock are removed again if the block left nothing in them (a training refused at its start)."""
+    made = _made_by_mkdir(run_dir)
     path = acquire(run_dir, log)
     previous = None
     if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
@@ -139,6 +150,11 @@ def run_lock(run_dir: Path, log: Callable[[str], None] = print) -> Iterator[Path
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         release(path)
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: the run has files
 
 
 @contextmanager
