@@ -95,3 +95,17 @@ def test_another_data_folder_is_refused_unless_allowed_and_then_recorded(referen
     assert last["step"] == 2 and last["data"] == [str(reference), str(copy)]
     assert json.loads((run / "config.json").read_text())["data"] == str(copy)
     assert [r["step"] for r in records(run / "metrics.jsonl")][-1] == 3
+
+
+def test_the_encoder_refuses_another_data_folder_too(reference, tmp_path):
+    from s2ikit.utils.errors import UserError
+
+    run, copy = tmp_path / "run", tmp_path / "data-copy"
+    train_encoder(reference, run, TINY_ENCODER, log=quiet)
+    shutil.copytree(reference, copy)
+    with pytest.raises(UserError, match=f"trained on --data {reference}, now --data {copy};"):
+        train_encoder(copy, run, dataclasses.replace(TINY_ENCODER, epochs=2), log=quiet)
+    assert len(records(run / "metrics.jsonl")) == 1 and not (run / "resumes.jsonl").exists()
+    train_encoder(copy, run, dataclasses.replace(TINY_ENCODER, epochs=2), log=quiet, allow_new_data=True)
+    assert records(run / "resumes.jsonl")[-1]["data"] == [str(reference), str(copy)]
+    assert [r["epoch"] for r in records(run / "metrics.jsonl")] == [1, 2]

@@ -83,8 +83,11 @@ def _take_over(path: Path, holder: dict[str, Any]) -> bool:
 
 def acquire(run_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Create RUN/.lock for this process, or raise the one-line UserError naming the process that holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
     host = socket.gethostname()
     mine = {"pid": os.getpid(), "host": host, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     for _ in range(5):  # each pass either takes the lock, refuses, or has removed a stale one
@@ -100,6 +103,8 @@ def acquire(run_dir: Path, log: Callable[[str], None] = print) -> Path:
                 log(f"WARNING: {run_dir} was locked by PID {holder['pid']} on {host} since {holder['since']}, "
                     "which no longer runs; taking the lock over")  # fmt: skip
             continue
+        except OSError as e:
+            raise UserError(f"cannot create {path}: {e.strerror}") from None
         try:
             os.write(fd, json.dumps(mine).encode())  # one small write: a reader sees all of it or nothing
             os.fsync(fd)
