@@ -74,7 +74,7 @@ def s2ikit_step(config: GANConfig, cond: int, batch: int) -> tuple[Callable[[], 
     def step() -> float:
         start = time.perf_counter()
         fake = loss.generate(speech, torch.randn(batch, config.z_dim))
-        d_loss, _ = loss.discriminator_loss(real, speech, fake)
+        d_loss, _ = loss.discriminator_loss(real, speech, fake.images)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()

@@ -271,6 +271,11 @@ def _dataset_name(data: Path) -> str:
     return dataset_name(data)
 
 
+ALLOW_NEW_DATA = typer.Option(
+    False, "--allow-new-data", help="Resume on another --data folder than the run was trained on (recorded)."
+)
+
+
 @app.command("train-encoder")
 @friendly
 def train_encoder_command(
@@ -284,6 +289,7 @@ def train_encoder_command(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Overrides encoder.epochs."),
     minutes: float | None = typer.Option(None, "--minutes", min=0, help="Time budget (encoder.time_budget_minutes)."),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the run's last checkpoint, if any."),
+    allow_new_data: bool = ALLOW_NEW_DATA,
 ) -> None:
     """Pretrain the speech encoder (conv1d + BiGRU + self-attention) to match images, S2IGAN's recipe.
 
@@ -291,31 +297,17 @@ def train_encoder_command(
     split), then writes every utterance's embedding to RUN/embeddings.h5. Multi-GPU:
     torchrun --nproc_per_node 4 -m s2ikit train-encoder -d D -r R  (short flags: torchrun claims --run)
     """
-    from s2ikit.training.embed import export_embeddings, split_retrieval
     from s2ikit.training.encoder import train_encoder
-    from s2ikit.utils.atomic import write_json
 
     sections = parse_overrides(overrides or [])
     for key, value in {"epochs": epochs, "time_budget_minutes": minutes}.items():
         if value is not None:
             sections.setdefault("encoder", {})[key] = value
     config = load_preset(preset or _dataset_name(data), sections).encoder
-    weights = str(image_weights or "")
-    kind = "Inception-v3 (ImageNet, frozen) + linear" if config.image_encoder == "inception_v3" else "small CNN"
-    console.print(f"image encoder: {kind} ({config.image_encoder}); embeddings {config.embed_dim}-d")
-    best = train_encoder(
-        data, run, config, resume=resume, image_weights=weights,
+    train_encoder(
+        data, run, config, resume=resume, image_weights=str(image_weights or ""), allow_new_data=allow_new_data,
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
     )  # fmt: skip
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
-        console.print(f"best validation: {best}")
-        counts = export_embeddings(run, data, run / "embeddings.h5", image_weights=weights)
-        console.print(f"embeddings: {run / 'embeddings.h5'} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
-        if "test" in counts:  # reported, never used for selection
-            test = split_retrieval(run / "embeddings.h5", "test")
-            write_json(run / "test_retrieval.json", test)
-            shown = ", ".join(f"{k} {test[k]:.3f}" for k in ("s2i_mAP", "s2i_R@10", "i2s_R@10") if k in test)
-            console.print(f"test split retrieval: {shown} ({run / 'test_retrieval.json'})")
 
 
 @app.command()
@@ -349,6 +341,7 @@ def train_gan_command(
         None, "--image-weights", help="Inception-v3 weights, if the encoder used them."
     ),
     resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the run's last checkpoint, if any."),
+    allow_new_data: bool = ALLOW_NEW_DATA,
 ) -> None:
     """Train Fusion-S2iGan: hinge loss + MA-GP for D; adversarial + DAMSM-style matching loss for G.
 
@@ -365,7 +358,7 @@ def train_gan_command(
     config = load_preset(preset or _dataset_name(data), sections).gan
     status = train_gan(
         data, encoder_run, run, config, resume=resume, max_steps=steps, image_weights=str(image_weights or ""),
-        log=lambda line: console.print(line, soft_wrap=True, highlight=False),
+        log=lambda line: console.print(line, soft_wrap=True, highlight=False), allow_new_data=allow_new_data,
     )  # fmt: skip
     how = "already complete" if status.get("already_complete") else "stopped by the time budget" if status.get(
         "reason") == "time_budget" else "done"  # fmt: skip

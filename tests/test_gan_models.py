@@ -8,7 +8,7 @@ from s2ikit.config import GANConfig
 from s2ikit.models.discriminator import Discriminator, DownBlock
 from s2ikit.models.fusion import VSFM, PixelAttention, SpeechModulation, WeightedFusion
 from s2ikit.models.generator import Generator, channel_plan
-from s2ikit.training.gan_loss import FusionS2iGanLoss, ma_gp
+from s2ikit.training.gan_loss import FusionS2iGanLoss, Generated, ma_gp
 
 
 def test_channel_plan_is_anchored_at_the_output():
@@ -180,7 +180,7 @@ def test_loss_terms_are_finite_and_reach_the_right_networks():
         torch.randn(4, 100),
     )
     fake = loss.generate(s, z)
-    d_loss, d_stats = loss.discriminator_loss(real, s, fake)
+    d_loss, d_stats = loss.discriminator_loss(real, s, fake.images)
     d_loss.backward()
     assert all(p.grad is None for p in G.parameters())  # the D phase does not touch G
     assert d_stats["ma_gp"] > 0 and set(d_stats) >= {"d_hinge", "d_real", "d_fake"}
@@ -221,7 +221,7 @@ def test_lecam_keeps_d_scores_of_real_and_fake_images_from_drifting_apart():
         G, D = Generator(16, 32, 4), Discriminator(16, 32, 4)
         loss, opt = FusionS2iGanLoss(G, D, None, cfg), torch.optim.Adam(D.parameters(), 1e-3, betas=(0.0, 0.9))
         real, s = torch.rand(8, 3, 32, 32) * 2 - 1, F.normalize(torch.randn(8, 16), dim=1)
-        fake = loss.generate(s, torch.randn(8, 100)).detach()
+        fake = loss.generate(s, torch.randn(8, 100)).images.detach()
         for _ in range(30):  # D alone, on one fixed batch: the regime of a D that memorises a small data set
             d_loss, d_stats = loss.discriminator_loss(real, s, fake)
             opt.zero_grad(set_to_none=True)
@@ -301,11 +301,12 @@ def test_matching_augmentation_shows_the_encoder_one_symmetry_of_each_generated_
 
     G, D = Generator(16, 32, 4), Discriminator(16, 32, 4)
     s, fake = torch.nn.functional.normalize(torch.randn(16, 16)), torch.randn(16, 3, 32, 32, requires_grad=True)
+    drawn = Generated(fake, torch.randn(16, 100), s)
     ids = torch.arange(16)
     for mode in ("none", "dihedral"):
         cfg = GANConfig(image_size=32, ngf=4, ndf=4, damsm_weight=1.0, augment_matching=mode)
         loss, _ = FusionS2iGanLoss(G, D, Recording(), cfg).generator_loss(
-            fake, s, ids, torch.Generator().manual_seed(0)
+            drawn, s, ids, torch.Generator().manual_seed(0)
         )
         view = seen[-1]
         if mode == "none":
@@ -373,7 +374,7 @@ def test_mode_seeking_gives_no_credit_for_the_pose_alone():
     loss = FusionS2iGanLoss(G, Discriminator(16, 32, 4), None, cfg)
     s = F.normalize(torch.randn(1, 16), dim=1).expand(16, -1)
     fake = loss.generate(s, torch.randn(16, 100))
-    assert (fake - fake[:1]).abs().amax() > 0.1  # the poses differ...
+    assert (fake.images - fake.images[:1]).abs().amax() > 0.1  # the poses differ...
     _, stats = loss.generator_loss(fake, s, torch.zeros(16), torch.Generator().manual_seed(0))
     assert stats["g_mode_seeking"] < 1e-6  # ...but the term sees that z changes nothing else
 

@@ -20,6 +20,14 @@ class DistInfo:
         return self.rank == 0
 
 
+def process_rank() -> int:
+    """This process's rank: the process group's once joined, else torchrun's RANK, else 0 (a single process).
+    The one place the rank is read; `DistInfo.rank` holds it for a training."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group when WORLD_SIZE > 1 (set by torchrun) and pick this process's device."""
     cuda = torch.cuda.is_available() and device in ("auto", "cuda")
@@ -29,8 +37,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
         dist.init_process_group("nccl" if cuda else "gloo")
     if cuda:
         torch.cuda.set_device(local_rank)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return DistInfo(rank, world, torch.device(f"cuda:{local_rank}" if cuda else "cpu"))
+    return DistInfo(process_rank(), world, torch.device(f"cuda:{local_rank}" if cuda else "cpu"))
 
 
 def broadcast_flag(flag: bool, info: DistInfo) -> bool:

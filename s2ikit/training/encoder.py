@@ -4,13 +4,13 @@
 forward passes, one Adam step) and the epoch's end (learning-rate schedule, validation, the best checkpoint).
 Run folder: config.json, metrics.jsonl, status.json, checkpoints/encoder-state.pt (resume: networks, optimiser,
 scheduler, RNG, epoch), checkpoints/encoder-best.pt (networks and the arguments that rebuild them, chosen on
-validation).
+validation); after training, embeddings.h5 (every utterance's embedding, training/embed.py) and
+test_retrieval.json (the test split's retrieval, never used for selection).
 """
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,10 +28,15 @@ from s2ikit.core.factories import ENCODER_MODEL_SETTINGS, Encoders, build_encode
 from s2ikit.data.loader import KeySelect, make_loader
 from s2ikit.models.image_encoder import trainable_state
 from s2ikit.training.distributed import DistInfo, cleanup, init_distributed
+from s2ikit.training.embed import export_embeddings, split_retrieval
 from s2ikit.training.encoder_data import EncoderData, load_encoder_data
 from s2ikit.training.encoder_loss import EncoderLoss
 from s2ikit.training.engine import Engine, Schedule, Task
+from s2ikit.training.run_lock import hold_run
+from s2ikit.utils.atomic import write_json
 from s2ikit.utils.seeds import derive_seed
+
+TEST_RETRIEVAL = "test_retrieval.json"
 
 
 def validate(enc: Encoders, data: EncoderData, config: EncoderConfig, device: torch.device) -> dict[str, float]:
@@ -72,6 +77,7 @@ class EncoderTask(Task):
         self.class_lookup = torch.full((max(self.data.class_index, default=0) + 2,), -1, dtype=torch.long)
         for cid, idx in self.data.class_index.items():
             self.class_lookup[cid] = idx
+        self.steps_per_epoch = self.loader(0).num_batches
 
     def loader(self, epoch: int):
         config = self.config
@@ -86,21 +92,20 @@ class EncoderTask(Task):
             num_samples=len(self.data.fit_keys),
         )
 
-    def batches(self, epoch: int) -> Iterable[Any]:
-        # seeded per (epoch, rank): reproducible, and independent of where a resumed run starts
-        seed = derive_seed(self.config.seed, "encoder/augment", epoch, self.info.rank)
-        self.augment_rng = torch.Generator().manual_seed(seed)
-        for m in self.modules:
+    def begin_epoch(self, epoch: int) -> None:
+        for m in self.modules:  # validation left them in eval mode
             m.train()
-        self.epoch_start, self.utterances = time.monotonic(), 0
-        return self.loader(epoch)
 
-    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
-        config = self.config
-        batch["image"] = augment_images(batch["image"], config.image_augment, self.augment_rng)
-        batch["mel"] = mask_speech(
-            batch["mel"], batch["mel_lengths"], config.mask_mel_bins, config.mask_frames, self.augment_rng
-        )
+    def batches(self, epoch: int) -> Iterable[tuple[dict[str, Any], torch.Generator]]:
+        """Each batch with the epoch's augmentation generator, which the epoch's steps draw from in turn."""
+        # seeded per (epoch, rank): reproducible, and independent of where a resumed run starts
+        rng = torch.Generator().manual_seed(derive_seed(self.config.seed, "encoder/augment", epoch, self.info.rank))
+        return ((batch, rng) for batch in self.loader(epoch))
+
+    def train_step(self, item: tuple[dict[str, Any], torch.Generator], step: int) -> dict[str, torch.Tensor]:
+        config, (batch, rng) = self.config, item
+        batch["image"] = augment_images(batch["image"], config.image_augment, rng)
+        batch["mel"] = mask_speech(batch["mel"], batch["mel_lengths"], config.mask_mel_bins, config.mask_frames, rng)
         class_index = self.class_lookup[batch["class_id"]]  # on the host: no device sync for the check
         class_index = class_index.to(self.info.device) if bool((class_index >= 0).all()) else None
         batch = to_device(batch, self.info.device)
@@ -109,15 +114,15 @@ class EncoderTask(Task):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.utterances += len(batch["key"])
         return stats
 
-    def end_epoch(self, epoch: int, last: bool) -> dict[str, Any]:
+    def end_epoch(self, epoch: int, last: bool, seconds: float) -> dict[str, Any]:
         config = self.config
-        epoch_lr = self.scheduler.get_last_lr()[0]  # the rate this epoch trained with
+        epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         self.scheduler.step()
-        seconds = time.monotonic() - self.epoch_start
-        extra: dict[str, Any] = {"lr": epoch_lr, "utterances_per_s": self.utterances * self.info.world_size / seconds}
+        # every batch of an epoch is full (the loader drops none), and an epoch is never split by a resume
+        utterances = self.steps_per_epoch * config.batch_size * self.info.world_size
+        extra: dict[str, Any] = {"lr": epoch_lr, "utterances_per_s": utterances / seconds}
         if self.info.is_main and ((epoch + 1) % config.eval_every == 0 or last):
             metrics = validate(self.enc, self.data, config, self.info.device)
             extra.update({f"val_{k}": v for k, v in metrics.items()})
@@ -169,8 +174,30 @@ class EncoderTask(Task):
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_tuple(state["python_rng"]))
         self.best, self.best_metrics = state["best"], state["best_metrics"]
+        self._apply_optimisation_settings()
+
+    def _apply_optimisation_settings(self) -> None:
+        """The current config's rates, betas, weight decay and schedule replace those the state brought back.
+        The rate is recomputed only when the schedule changed: a resume that changes nothing keeps its floats."""
+        c, schedule = self.config, self.scheduler
+        for group in self.optimizer.param_groups:
+            group["betas"], group["weight_decay"] = tuple(c.betas), c.weight_decay
+        if schedule.base_lrs == [c.lr] * len(schedule.base_lrs) and (schedule.step_size, schedule.gamma) == (
+            c.lr_step_epochs,
+            c.lr_gamma,
+        ):
+            return
+        schedule.base_lrs = [c.lr] * len(schedule.base_lrs)
+        schedule.step_size, schedule.gamma = c.lr_step_epochs, c.lr_gamma
+        for group in self.optimizer.param_groups:  # StepLR's rate after the epochs done, as if it had always held
+            group["initial_lr"] = c.lr
+            group["lr"] = c.lr * c.lr_gamma ** (schedule.last_epoch // c.lr_step_epochs)
+        schedule._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # what get_last_lr() reports
+
+    def resume_step(self, state: dict[str, Any], steps_per_epoch: int) -> int:
         if "step" not in state:  # saved before steps were counted: resume at the start of the next epoch
-            state["step"] = state["epoch"] * self.loader(0).num_batches
+            return state["epoch"] * steps_per_epoch
+        return int(state["step"])
 
 
 def train_encoder(
@@ -180,26 +207,58 @@ def train_encoder(
     resume: bool = True,
     image_weights: str = "",
     log: Callable[[str], None] = print,
+    allow_new_data: bool = False,
 ) -> dict[str, Any]:
-    """Train, validate every `eval_every` epochs, keep the best; returns the best validation metrics."""
+    """Train, validate every `eval_every` epochs, keep the best; then (main process) write every utterance's
+    embedding to RUN/embeddings.h5 and the test split's retrieval to RUN/test_retrieval.json. Returns the best
+    validation metrics. The run folder is locked meanwhile; `allow_new_data` lets a run resume on another data
+    folder."""
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
     info = init_distributed()
     try:
-        task = EncoderTask(Path(data_dir), Path(run_dir), config, info, image_weights)
-        steps_per_epoch = task.loader(0).num_batches
-        schedule = Schedule(
-            steps_per_epoch=steps_per_epoch,
-            total_steps=config.epochs * steps_per_epoch,
-            log_every=steps_per_epoch,  # one line per epoch, with the epoch's mean losses
-            checkpoint_every=steps_per_epoch,
-            time_budget_minutes=config.time_budget_minutes,
-            resumable_mid_epoch=False,
-        )
-        engine = Engine(Path(run_dir), info, schedule, {"data": str(data_dir), "encoder": as_dict(config)}, "encoder",
-                        log)  # fmt: skip
-        engine.run(task, engine.resume(task, resume))
-        return task.best_metrics
+        with hold_run(run_dir, info, log):
+            try:
+                best = _train(data_dir, run_dir, config, info, resume, image_weights, log, allow_new_data)
+            finally:
+                cleanup()  # before the export, which runs on the main process alone
+            if info.is_main:
+                log(f"best validation: {best}")
+                write_embeddings(run_dir, data_dir, image_weights, log)
+            return best
     finally:
-        cleanup()
+        cleanup()  # when the lock was refused
+
+
+def _train(data_dir: Path, run_dir: Path, config: EncoderConfig, info: DistInfo, resume: bool, image_weights: str,
+           log: Callable[[str], None], allow_new_data: bool) -> dict[str, Any]:  # fmt: skip
+    kind = "Inception-v3 (ImageNet, frozen) + linear" if config.image_encoder == "inception_v3" else "small CNN"
+    if info.is_main:
+        log(f"image encoder: {kind} ({config.image_encoder}); embeddings {config.embed_dim}-d")
+    task = EncoderTask(data_dir, run_dir, config, info, image_weights)
+    schedule = Schedule(
+        steps_per_epoch=task.steps_per_epoch,
+        total_steps=config.epochs * task.steps_per_epoch,
+        log_every=task.steps_per_epoch,  # one line per epoch, with the epoch's mean losses
+        checkpoint_every=task.steps_per_epoch,
+        time_budget_minutes=config.time_budget_minutes,
+        resumable_mid_epoch=False,
+    )
+    engine = Engine(run_dir, info, schedule, {"data": str(data_dir), "encoder": as_dict(config)}, "encoder", log)
+    engine.run(task, engine.resume(task, resume, allow_new_data))
+    return task.best_metrics
+
+
+def write_embeddings(run_dir: Path, data_dir: Path, image_weights: str, log: Callable[[str], None]) -> None:
+    """RUN/embeddings.h5 from the best checkpoint and, with a test split, RUN/test_retrieval.json: the test
+    split's retrieval, reported and never used for selection."""
+    target = run_dir / "embeddings.h5"
+    counts = export_embeddings(run_dir, data_dir, target, image_weights=image_weights)
+    log(f"embeddings: {target} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    if "test" in counts:
+        test = split_retrieval(target, "test")
+        write_json(run_dir / TEST_RETRIEVAL, test)
+        shown = ", ".join(f"{k} {test[k]:.3f}" for k in ("s2i_mAP", "s2i_R@10", "i2s_R@10") if k in test)
+        log(f"test split retrieval: {shown} ({run_dir / TEST_RETRIEVAL})")
 
 
 def _tuple(state: Any) -> Any:

@@ -4,18 +4,23 @@ The engine owns resume (the training-state checkpoint, with a check of the confi
 (steps, epochs, and an opt-in time budget that says loudly when it ends a run), rank flags, the cadence of logs,
 snapshots and checkpoints, EMA hooks (`Task.after_step`) and loss statistics, which stay on the device between
 log intervals and are read with one host sync per interval. A task owns its networks, its loss and its phases.
+The engine calls the task's hooks by name (`before_first_step`, `begin_epoch`, `batches`, `train_step`,
+`after_step`, `end_epoch`, ...) and keeps its own bookkeeping (step, epoch timing); a task returns what it
+produces and never writes into what the engine reads.
 
 Every step is a function of (seed, step): a task's batches for an epoch are a pure function of the epoch, so a
 resumed run skips the batches its interrupted epoch already consumed and then replays what an uninterrupted run
 would have done. `metrics.jsonl` is truncated to the resumed step, so a replay never duplicates a line.
-Run folder: config.json (the current settings), metrics.jsonl, resumes.jsonl (each resume's step and changed
-settings), status.json (how the run ended), checkpoints/.
+A resume on another data folder than the run recorded is refused unless asked for (`allow_new_data`).
+Run folder: config.json (the current settings), metrics.jsonl, resumes.jsonl (each resume's step, changed
+settings and, when allowed, the new data folder), status.json (how the run ended), checkpoints/.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -57,7 +62,14 @@ class Task:
     state_file: Path  # relative to the run folder
     model_settings: tuple[str, ...] = ()  # config keys that shape the networks (a resume may not change them)
 
+    def before_first_step(self, step: int) -> None:
+        """Once, after any resume, when there are steps to train from `step` (the GAN's sample captions)."""
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Before the epoch's batches are drawn (the encoder's train mode after a validation)."""
+
     def batches(self, epoch: int) -> Iterable[Any]:
+        """The epoch's step inputs, a function of the epoch alone; each is handed to `train_step` as it is."""
         raise NotImplementedError
 
     def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]:
@@ -67,8 +79,9 @@ class Task:
     def after_step(self, step: int) -> None:
         """After the optimisers of step `step` (0-based): the GAN's EMA update."""
 
-    def end_epoch(self, epoch: int, last: bool) -> dict[str, Any]:
-        """After the epoch's last step; returns fields for its log record (the encoder's validation)."""
+    def end_epoch(self, epoch: int, last: bool, seconds: float) -> dict[str, Any]:
+        """After the epoch's last step (`seconds` since its `begin_epoch`); returns fields for its log record
+        (the encoder's validation)."""
         return {}
 
     def record(self, step: int, epoch: int, means: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +100,13 @@ class Task:
         raise NotImplementedError
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore `state`; settings of the current config that the state also holds (the optimisers' learning
+        rates) are the current config's afterwards, or the task refuses them with a UserError."""
         raise NotImplementedError
+
+    def resume_step(self, state: dict[str, Any], steps_per_epoch: int) -> int:
+        """The step a saved training state continues from."""
+        return int(state["step"])
 
 
 class RunningStats:
@@ -153,6 +172,30 @@ def check_resume(
     return changes
 
 
+def same_folder(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is gone, or a relative path recorded from another folder
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_data(
+    run_dir: Path, saved: dict[str, Any] | None, current: dict[str, Any], allow_new: bool
+) -> list[str] | None:
+    """Refuse a resume on another data folder than the run's, unless `allow_new`; returns [was, now] if it changed."""
+    was, now = (saved or {}).get("data"), current.get("data")
+    if was is None or now is None or same_folder(was, now):
+        return None
+    if not allow_new:
+        raise UserError(
+            f"{run_dir}: this run was trained on --data {was}, now --data {now}; resume on {was}, or "
+            "pass --allow-new-data to go on with the new one (or --restart)"
+        )
+    return [was, now]
+
+
 def _truncate_metrics(path: Path, step: int, steps_per_epoch: int) -> None:
     """Drop the lines after `step`: the resumed run writes them again."""
     if not path.is_file():
@@ -176,8 +219,9 @@ class Engine:
         self.config, self.section = config, section  # `section`: the preset section the config is ([gan], ...)
         self.monitor = RunMonitor(run_dir, section, enabled=info.is_main)  # progress bar, TensorBoard events
 
-    def resume(self, task: Task, enabled: bool) -> int:
-        """Load the task's training state if there is one; returns the step to continue from."""
+    def resume(self, task: Task, enabled: bool, allow_new_data: bool = False) -> int:
+        """Load the task's training state if there is one; returns the step to continue from. A state saved on
+        another data folder is refused unless `allow_new_data` (then the change is recorded in resumes.jsonl)."""
         path = self.run_dir / task.state_file
         if self.info.is_main:
             if self.run_dir.is_dir():
@@ -186,15 +230,19 @@ class Engine:
         if enabled and path.is_file():
             state = checkpoints.load(path, task.kind)
             saved = state.get("config")
+            new_data = check_data(self.run_dir, saved, self.config, allow_new_data)
             changes = check_resume(path, saved.get(self.section) if saved else None, self.config[self.section],
                                    self.section, task.model_settings, self.log)  # fmt: skip
             task.load_state(state)
-            step = int(state["step"])
+            step = task.resume_step(state, self.schedule.steps_per_epoch)
             if self.info.is_main and step < self.schedule.total_steps:
                 epochs, into = divmod(step, self.schedule.steps_per_epoch)
                 where = f"after epoch {epochs}" if not into else f"{into} steps into epoch {epochs + 1}"
                 self.log(f"resuming from {path} at step {step} of {self.schedule.total_steps} ({where})")
-                append_jsonl(self.run_dir / RESUMES, {"step": step, "changed": changes})
+                if new_data:
+                    self.log(f"resuming on a new data folder: {new_data[0]} -> {new_data[1]}")
+                record = {"step": step, "changed": changes, **({"data": new_data} if new_data else {})}
+                append_jsonl(self.run_dir / RESUMES, record)
         if self.info.is_main and step < self.schedule.total_steps:
             # the lines logged after the state (all of them when a run was killed before its first checkpoint)
             # are written again
@@ -207,6 +255,7 @@ class Engine:
     def run(self, task: Task, start_step: int) -> dict[str, Any]:
         """Train from `start_step` to the end of the schedule (or the time budget); returns the run's status."""
         if start_step < self.schedule.total_steps:
+            task.before_first_step(start_step)
             self.monitor.start(start_step, self.schedule.total_steps)
         try:
             return self._train(task, start_step)
@@ -224,6 +273,8 @@ class Engine:
         stopped: dict[str, Any] | None = None
         while stopped is None:
             epoch, skip = divmod(step, s.steps_per_epoch)
+            epoch_started = time.monotonic()
+            task.begin_epoch(epoch)
             for i, batch in enumerate(task.batches(epoch)):
                 if i < skip:
                     continue  # replaying the interrupted epoch's order up to where it stopped
@@ -243,7 +294,10 @@ class Engine:
                 elif out_of_time:
                     stopped = {"reason": "time_budget", "step": step, "total_steps": s.total_steps,
                                "time_budget_minutes": s.time_budget_minutes}  # fmt: skip
-                extra = task.end_epoch(epoch, stopped is not None) if epoch_end or stopped else {}
+                if epoch_end or stopped:
+                    extra = task.end_epoch(epoch, stopped is not None, time.monotonic() - epoch_started)
+                else:
+                    extra = {}
                 log_due = step % s.log_every == 0 or stopped is not None
                 checkpoint_due = step % s.checkpoint_every == 0 or stopped is not None
                 if log_due or checkpoint_due:

@@ -39,6 +39,7 @@ from s2ikit.training.distributed import DistInfo, broadcast_parameters, cleanup,
 from s2ikit.training.ema import ema_decay_at, standing_statistics, update_ema
 from s2ikit.training.engine import Engine, Schedule, Task
 from s2ikit.training.gan_loss import FusionS2iGanLoss
+from s2ikit.training.run_lock import hold_run
 from s2ikit.training.speech_cache import SpeechEmbeddings
 from s2ikit.utils.seeds import derive_seed
 
@@ -100,8 +101,8 @@ class GANTask(Task):
     def steps_per_epoch(self) -> int:
         return make_loader(self.data_dir, self.loader_config(0)).num_batches
 
-    def prepare_snapshots(self) -> None:
-        """The fixed captions of the sample grids and the standing-statistics bank (main rank; after resume)."""
+    def before_first_step(self, step: int) -> None:
+        """The fixed captions of the sample grids and the standing-statistics bank (main rank)."""
         if self.info.is_main:
             self.fixed = _fixed_samples(self.data_dir, self.speech_encoder, self.info.device)
             self.standing = _standing_speech(self.data_dir, self.speech_encoder, self.config, self.info.device)
@@ -123,8 +124,8 @@ class GANTask(Task):
             real = real.contiguous(memory_format=torch.channels_last)
         with self.autocast:
             noise = torch.Generator().manual_seed(derive_seed(config.seed, "gan/speech_noise", step))
-            fake = self.loss.generate(speech, z, noise)
-            d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake, rng)
+            fake = self.loss.generate(speech, z, noise)  # passed to both phases
+            d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake.images, rng)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         sync_gradients(self.D, self.info)
@@ -164,6 +165,10 @@ class GANTask(Task):
                             (self.opt_d, "opt_d")):  # fmt: skip
             module.load_state_dict(state[key])
         self.loss.load_state_dict(state.get("loss", {}), self.info.device)  # saved before the loss had state: {}
+        # the optimisers' states bring back the rates they were saved with: a resume's settings replace them
+        for optimizer, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = lr, tuple(self.config.betas)
 
 
 def train_gan(
@@ -175,30 +180,46 @@ def train_gan(
     max_steps: int | None = None,
     image_weights: str = "",
     log: Callable[[str], None] = print,
+    allow_new_data: bool = False,
 ) -> dict[str, Any]:
-    """Train; returns how the run ended (reason, step, total_steps). `max_steps` ends the schedule early."""
+    """Train; returns how the run ended (reason, step, total_steps). `max_steps` ends the schedule early.
+    The run folder is locked while it trains; `allow_new_data` lets a run resume on another data folder."""
+    data_dir, encoder_run, run_dir = Path(data_dir), Path(encoder_run), Path(run_dir)
     info = init_distributed()
     try:
-        data_dir, encoder_run, run_dir = Path(data_dir), Path(encoder_run), Path(run_dir)
-        task = GANTask(data_dir, encoder_run, run_dir, config, info, image_weights)
-        steps_per_epoch = task.steps_per_epoch()
-        schedule = Schedule(
-            steps_per_epoch=steps_per_epoch,
-            total_steps=max_steps or config.epochs * steps_per_epoch,
-            log_every=config.log_every,
-            checkpoint_every=config.checkpoint_every,
-            snapshot_every=config.sample_every,
-            time_budget_minutes=config.time_budget_minutes,
-            divergence_threshold=config.divergence_threshold,
-        )
-        record = {"data": str(data_dir), "encoder_run": str(encoder_run), "gan": as_dict(config)}
-        engine = Engine(run_dir, info, schedule, record, "gan", log)
-        start = engine.resume(task, resume)
-        if start < schedule.total_steps:
-            task.prepare_snapshots()
-        return engine.run(task, start)
+        with hold_run(run_dir, info, log):
+            return _train(data_dir, encoder_run, run_dir, config, info, resume, max_steps, image_weights, log,
+                          allow_new_data)  # fmt: skip
     finally:
         cleanup()
+
+
+def _train(
+    data_dir: Path,
+    encoder_run: Path,
+    run_dir: Path,
+    config: GANConfig,
+    info: DistInfo,
+    resume: bool,
+    max_steps: int | None,
+    image_weights: str,
+    log: Callable[[str], None],
+    allow_new_data: bool,
+) -> dict[str, Any]:
+    task = GANTask(data_dir, encoder_run, run_dir, config, info, image_weights)
+    steps_per_epoch = task.steps_per_epoch()
+    schedule = Schedule(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=max_steps or config.epochs * steps_per_epoch,
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        snapshot_every=config.sample_every,
+        time_budget_minutes=config.time_budget_minutes,
+        divergence_threshold=config.divergence_threshold,
+    )
+    record = {"data": str(data_dir), "encoder_run": str(encoder_run), "gan": as_dict(config)}
+    engine = Engine(run_dir, info, schedule, record, "gan", log)
+    return engine.run(task, engine.resume(task, resume, allow_new_data))
 
 
 @torch.no_grad()

@@ -18,9 +18,14 @@ images against the clean embedding (conditioning augmentation without the KL ter
 One generator forward pass per step serves both phases, as in DF-GAN: D's update does not touch G, so the
 images are the ones a second pass would make, and the G phase reuses their graph. D's parameters are frozen
 during the G phase's D pass so its backward skips gradients that the next D phase would discard.
+Each phase is one call on what it is handed: `generate` returns the images with what G drew them from
+(`Generated`), which the caller passes to both phases; the only state the loss keeps between calls is LeCam's
+anchors, saved and restored with `state_dict`/`load_state_dict`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -41,23 +46,31 @@ def ma_gp(
     return weight * grads.norm(2, dim=1).pow(power).mean()
 
 
+@dataclass(frozen=True)
+class Generated:
+    """One step's generated images and G's inputs: the D phase scores the images detached, the G phase keeps
+    their graph and draws mode seeking's partner images from the same inputs."""
+
+    images: torch.Tensor
+    z: torch.Tensor
+    speech: torch.Tensor  # what G saw: the batch's embeddings, perturbed with gan.speech_noise
+
+
 class FusionS2iGanLoss:
     def __init__(
         self, generator: nn.Module, discriminator: nn.Module, image_encoder: nn.Module | None, config: GANConfig
     ):
         self.G, self.D, self.image_encoder, self.config = generator, discriminator, image_encoder, config
-        self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None  # G's last (z, speech), kept by generate
         self.anchors: torch.Tensor | None = None  # LeCam's (a_real, a_fake); part of the resumable state
 
-    def generate(self, speech: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+    def generate(self, speech: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None) -> Generated:
         """This step's images, with their graph: `discriminator_loss` detaches them, `generator_loss` keeps it.
         With gan.speech_noise, G sees a perturbed copy of `speech` (noise drawn from `rng`); the phases score
         the images against `speech` itself."""
         if self.config.speech_noise > 0:
             noise = torch.randn(speech.shape, generator=rng).to(speech.device)
             speech = F.normalize(speech + self.config.speech_noise * noise, dim=1)
-        self._inputs = (z, speech)  # the mode-seeking term draws partners of these images in the G phase
-        return self.G(z, speech)
+        return Generated(self.G(z, speech), z, speech)
 
     def discriminator_loss(
         self, real: torch.Tensor, speech: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
@@ -109,11 +122,12 @@ class FusionS2iGanLoss:
 
     def generator_loss(
         self,
-        fake: torch.Tensor,
+        generated: Generated,
         speech: torch.Tensor,
         class_ids: torch.Tensor,
         rng: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict]:
+        fake = generated.images
         trainable = [p for p in self.D.parameters() if p.requires_grad]
         for p in trainable:  # recorded at forward time: the backward then skips D's weight gradients
             p.requires_grad_(False)
@@ -135,18 +149,18 @@ class FusionS2iGanLoss:
             loss = loss + self.config.damsm_weight * damsm
             stats["g_damsm"] = damsm.detach()
         if self.config.mode_seeking_weight > 0:
-            ratio = self._mode_seeking(fake, rng)
+            ratio = self._mode_seeking(generated, rng)
             loss = loss + self.config.mode_seeking_weight / (ratio + 1e-5)
             stats["g_mode_seeking"] = ratio.detach()
         stats["g_loss"] = loss.detach()
         return loss, stats
 
-    def _mode_seeking(self, fake: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
+    def _mode_seeking(self, generated: Generated, rng: torch.Generator | None) -> torch.Tensor:
         """MSGAN's ratio: how far the images of one speech input move per unit of z, for half the batch, each
         image against a partner drawn from the same speech with another z. With gan.output_symmetry the
         partner keeps its image's pose (z's first component): a symmetry leaves the distance between two
         images as it is, so the ratio counts only what z changes in the drawing, which the pose cannot supply."""
-        z, speech = self._inputs
+        fake, z, speech = generated.images, generated.z, generated.speech
         half = max(z.shape[0] // 2, 1)
         z2 = torch.randn(z[:half].shape, generator=rng).to(z.device)
         if self.config.output_symmetry != "none":
