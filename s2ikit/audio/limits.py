@@ -1,0 +1,22 @@
+"""What one inference request may ask for: the same bounds in `s2ikit generate`, `SpeechToImage` and the demo.
+
+Each bound keeps the worst request it allows within a laptop's memory and a few seconds of CPU; a request past
+one is refused in one line naming the bound, before any work is done.
+"""
+
+from __future__ import annotations
+
+MAX_TEXT_CHARS = 300  # characters of one typed sentence: captions are one sentence, under 200 characters
+MAX_AUDIO_SECONDS = 60.0  # seconds of one recording (or of a sentence once spoken): captions last a few seconds
+# samples of all channels of one decoded file: a minute of 96 kHz stereo (46 MB of float32), so neither a high
+# rate nor many channels makes a short file huge in memory
+MAX_AUDIO_VALUES = int(MAX_AUDIO_SECONDS) * 96_000 * 2
+MAX_IMAGES = 16  # images per input (`--num`, `num=`, the demo's slider): each its own noise vector z
+MAX_INPUTS = 16  # inputs per request (wav files, waveforms and sentences together)
+GRID_COLUMNS = 8  # images per row of `generate`'s grid: an input's images wrap onto further rows
+
+LIMITS_HELP = (
+    f"Limits of one request: sentences up to {MAX_TEXT_CHARS} characters, recordings up to "
+    f"{MAX_AUDIO_SECONDS:.0f} s, up to {MAX_IMAGES} images per input and {MAX_INPUTS} inputs; "
+    f"the grid wraps after {GRID_COLUMNS} images."
+)
