@@ -69,12 +69,19 @@ def load_audio(
         raise SampleError(f"{path}: unreadable audio ({e})") from None
     if audio.shape[0] == 0:
         raise SampleError(f"{path}: audio file holds no samples")
+    check_finite(audio, str(path))
     if audio.shape[0] < min_seconds * sr:
         raise SampleError(
             f"{path}: too short ({audio.shape[0] / sr:.3f} s); an utterance needs at least {min_seconds:.2f} s "
             f"to give the speech encoder its {MIN_FRAMES} frames"
         )
     return resample(audio.mean(axis=1), sr, target_sr)
+
+
+def check_finite(audio: np.ndarray, name: str) -> None:
+    """SampleError naming `name` when a sample is NaN or infinite (a float file or array no microphone made)."""
+    if not np.isfinite(audio).all():
+        raise SampleError(f"{name}: holds NaN or infinite samples; not a recording")
 
 
 def encode_flac(pcm: np.ndarray, sample_rate: int) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2ikit.audio.codec import from_int16, load_audio, resample, to_int16
+from s2ikit.audio.codec import check_finite, from_int16, load_audio, resample, to_int16
 from s2ikit.audio.features import log_mel
 from s2ikit.audio.limits import MAX_AUDIO_SECONDS, MAX_AUDIO_VALUES
 from s2ikit.config import FeatureConfig
@@ -43,8 +43,10 @@ def speech_log_mel(audio: np.ndarray, sample_rate: int, features: FeatureConfig,
         audio = from_int16(audio)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)  # as load_audio mixes channels
-    if not np.isfinite(audio).all():
-        raise UserError(f"{name}: holds NaN or infinite samples; not a recording")
+    try:
+        check_finite(audio, name)
+    except SampleError as e:
+        raise UserError(str(e)) from None
     pcm = from_int16(to_int16(resample(audio.astype(np.float32, copy=False), sample_rate, features.sample_rate)))
     peak = float(np.abs(pcm).max())
     if peak == 0 or 20 * np.log10(peak) < SILENCE_DBFS:

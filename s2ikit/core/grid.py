@@ -86,8 +86,12 @@ def _check_grid_path(path: Path, shown: str, overwrite: bool, inputs: Sequence[P
     folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
     if not folder.is_dir():
         raise UserError(f"{shown}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not _may_write(folder):
         raise UserError(f"{shown}: cannot write in {folder} (permission denied)")
+
+
+def _may_write(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def _is_png(path: Path) -> bool:

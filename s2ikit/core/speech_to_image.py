@@ -35,7 +35,7 @@ def _as_list(value) -> list:
 def check_num(num) -> int:
     """Images per input: a whole number from 1 to MAX_IMAGES."""
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or not 1 <= num <= MAX_IMAGES:
-        raise UserError(f"num={num!r}: images per input must be a whole number from 1 to {MAX_IMAGES}")
+        raise UserError(f"num {num!r}: images per input must be a whole number from 1 to {MAX_IMAGES}")
     return int(num)
 
 
