@@ -1,7 +1,7 @@
 """What one inference request may ask for: the same bounds in `s2ikit generate`, `SpeechToImage` and the demo.
 
-Each bound keeps the worst request it allows within a laptop's memory and a few seconds of CPU; a request past
-one is refused in one line naming the bound, before any work is done.
+Together they keep the worst request they allow under 2 GB of memory (tests/test_requests.py measures it); a
+request past one is refused in one line naming the bound, before the model draws anything.
 """
 
 from __future__ import annotations
@@ -15,8 +15,3 @@ MAX_IMAGES = 16  # images per input (`--num`, `num=`, the demo's slider): each i
 MAX_INPUTS = 16  # inputs per request (wav files, waveforms and sentences together)
 GRID_COLUMNS = 8  # images per row of `generate`'s grid: an input's images wrap onto further rows
 
-LIMITS_HELP = (
-    f"Limits of one request: sentences up to {MAX_TEXT_CHARS} characters, recordings up to "
-    f"{MAX_AUDIO_SECONDS:.0f} s, up to {MAX_IMAGES} images per input and {MAX_INPUTS} inputs; "
-    f"the grid wraps after {GRID_COLUMNS} images."
-)
