@@ -226,3 +226,12 @@ def test_the_worst_request_the_limits_allow_stays_under_2_gb(gan_run, tmp_path):
     assert peak_kib < 2 << 20, f"{peak_kib / 1024:.0f} MiB"
     with Image.open(tmp_path / "worst.png") as grid:
         assert grid.width == GRID_COLUMNS * CELL
+
+
+def test_the_readme_states_the_same_limits():
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    for words in (f"up to {MAX_TEXT_CHARS} characters", f"up to {MAX_AUDIO_SECONDS:.0f} s", f"1 to {MAX_IMAGES} images",
+                  f"{MAX_INPUTS} inputs", f"wrapping after {GRID_COLUMNS}", "--overwrite"):  # fmt: skip
+        assert words in readme, words
