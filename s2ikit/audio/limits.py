@@ -14,4 +14,3 @@ MAX_AUDIO_VALUES = int(MAX_AUDIO_SECONDS) * 48_000 * 2
 MAX_IMAGES = 16  # images per input (`--num`, `num=`, the demo's slider): each its own noise vector z
 MAX_INPUTS = 16  # inputs per request (wav files, waveforms and sentences together)
 GRID_COLUMNS = 8  # images per row of `generate`'s grid: an input's images wrap onto further rows
-

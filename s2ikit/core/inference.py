@@ -93,9 +93,9 @@ def check_sentence(text: str) -> str:
     shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:37] + "..."
     if not text.strip():
         raise UserError("empty sentence: type what to draw")
-    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in text):
-        code = next(ord(c) for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r")
-        raise UserError(f"sentence {shown!r}: holds a control character (U+{code:04X}); type plain text")
+    control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None)
+    if control is not None:  # NUL and the like: no voice speaks them, and some cut the sentence short
+        raise UserError(f"sentence {shown!r}: holds a control character (U+{ord(control):04X}); type plain text")
     if len(text) > MAX_TEXT_CHARS:
         raise UserError(f"sentence {shown!r}: {len(text)} characters; one sentence takes up to {MAX_TEXT_CHARS}")
     if not any(c.isalnum() for c in text):

@@ -3,10 +3,10 @@
     pipe = SpeechToImage.from_pretrained("runs/shapes/gan")      # a run folder, a generator .pt, an export
     images = pipe(wav="me.wav", num=4, seed=0)                   # -> list of PIL images
 
-Speech reaches the generator exactly as the training captions did (core/inference.py): a waveform at any rate
+Speech reaches the generator exactly as the training captions did (audio/speech.py): a waveform at any rate
 -> the feature rate -> 16-bit -> log-mel -> speech encoder; a sentence is first spoken by the data set's TTS
-voice. z is caption_noise's function of (seed, input row, k), so the images are those `s2ikit generate` draws for
-the same inputs and seed, bit for bit.
+voice. z is caption_noise's function of (seed, input row, k), so the images are those `s2ikit generate` and the
+demo draw for the same inputs and seed, bit for bit. One request is bounded by audio/limits.py, as theirs are.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ class SpeechToImage:
             raise UserError("audio=: give its sample_rate= too (in Hz)")
         features = self.bundle.features
         names = list(wav_names) if wav_names is not None else [str(path) for path in paths]
+        if len(names) != len(paths):
+            raise ValueError(f"{len(names)} wav_names for {len(paths)} wav files")
         mels = [wav_log_mel(path, features, name) for path, name in zip(paths, names)]
         mels += [speech_log_mel(wave, sample_rate, features, f"audio[{i}]") for i, wave in enumerate(waves)]
         mels += mel_of_text(texts, self.bundle.tts, features, tts_backend)
