@@ -137,7 +137,8 @@ def write_wav(path: Path, seconds: float = 3.0, rate: int = 22050) -> None:
 
 
 def bench_generate(tmp: Path, repeats: int) -> None:
-    from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images, mel_of_wav
+    from s2ikit.audio.speech import wav_log_mel
+    from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images
     from s2ikit.models.speech_encoder import SpeechEncoder
 
     config, preset = cub_gan(256)
@@ -166,7 +167,7 @@ def bench_generate(tmp: Path, repeats: int) -> None:
             }
             for i in range(repeats + 1):
                 t0 = time.perf_counter()
-                mel = mel_of_wav(wav, bundle.features)
+                mel = wav_log_mel(wav, bundle.features)
                 t1 = time.perf_counter()
                 embedding = embed_speech(bundle.speech_encoder, [mel], bundle.device)
                 t2 = time.perf_counter()

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from s2ikit import __version__
+from s2ikit.audio.limits import GRID_COLUMNS, MAX_AUDIO_SECONDS, MAX_IMAGES, MAX_INPUTS, MAX_TEXT_CHARS
 from s2ikit.config import PrepareFlag, PrepareSource, datasets, load_preset, parse_overrides
 from s2ikit.utils.download import Limits
 from s2ikit.utils.errors import UserError
@@ -468,11 +469,24 @@ def select(
 @friendly
 def generate(
     run: Path = typer.Argument(..., help="A `train-gan` run folder, a generator .pt or an `s2ikit export` folder."),
-    wav: list[Path] | None = typer.Option(None, "--wav", help="A spoken description (any sample rate). Repeatable."),
-    text: list[str] | None = typer.Option(None, "--text", help="A sentence, spoken by the data set's TTS voice."),
-    num: int = typer.Option(4, "--num", "-n", min=1, help="Images per input (different noise)."),
+    wav: list[Path] | None = typer.Option(
+        None, "--wav", help=f"A spoken description (any sample rate, up to {MAX_AUDIO_SECONDS:.0f} s). Repeatable."
+    ),
+    text: list[str] | None = typer.Option(
+        None,
+        "--text",
+        help=f"A sentence (up to {MAX_TEXT_CHARS} characters), spoken by the data set's TTS voice. Repeatable.",
+    ),
+    num: int = typer.Option(4, "--num", "-n", help=f"Images per input (different noise), 1 to {MAX_IMAGES}."),
     seed: int = typer.Option(0, "--seed", help="Noise seed: the same seed gives the same pictures."),
-    out: Path = typer.Option(Path("generated.png"), "--out", "-o", help="Output grid (PNG)."),
+    out: Path = typer.Option(
+        Path("generated.png"),
+        "--out",
+        "-o",
+        help="Output grid (a new .png; never an input or a file that is not a PNG). "
+        f"An input's images wrap after {GRID_COLUMNS} per row.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the -o grid if it already exists."),
     tts: str | None = typer.Option(None, "--tts", help="TTS backend for --text (default: the data set's)."),
     bf16: bool = typer.Option(
         False,
@@ -483,19 +497,28 @@ def generate(
 ) -> None:
     """Turn speech into pictures: wav files, or sentences spoken by the TTS, through a trained run.
 
-    The same as `SpeechToImage.from_pretrained(RUN)(wav=..., text=..., num=N, seed=S)` in Python.
+    The same as `SpeechToImage.from_pretrained(RUN)(wav=..., text=..., num=N, seed=S)` in Python, with the same
+    limits (also the demo's): sentences up to {chars} characters, recordings up to {seconds} s, {images} images
+    per input, {inputs} inputs (--wav and --text together) per command.
     Example: s2ikit generate runs/shapes/gan --text "a large green triangle" --num 8 -o triangle.png
     """
-    from s2ikit.core.grid import save_grid
-    from s2ikit.core.speech_to_image import SpeechToImage
+    from s2ikit.core.grid import check_grid_path, save_rows
+    from s2ikit.core.speech_to_image import SpeechToImage, check_num
 
     if not wav and not text:
         raise UserError("give at least one --wav FILE or --text SENTENCE")
+    check_num(num)
+    check_grid_path(out, overwrite, [run, *(wav or [])])
     pipe = SpeechToImage.from_pretrained(run, precision="bf16" if bf16 else "fp32")
+    check_grid_path(out, overwrite, [pipe.bundle.path, *(wav or [])])  # the model file a run folder holds
     images, labels = pipe.generate(wav=wav or None, text=text or None, num=num, seed=seed, tts_backend=tts or "")
-    columns = num if num > 1 else min(8, len(labels))  # one row per input
-    save_grid(images.flatten(0, 1), [label for label in labels for _ in range(num)], out, columns)
+    save_rows(images, labels, out)
     Console().print(f"{out} ({len(labels)} input(s) x {num} image(s), step {pipe.step})")
+
+
+generate.__doc__ = generate.__doc__.format(
+    chars=MAX_TEXT_CHARS, seconds=f"{MAX_AUDIO_SECONDS:.0f}", images=MAX_IMAGES, inputs=MAX_INPUTS
+)
 
 
 @app.command()
@@ -523,7 +546,7 @@ def export(
 @app.command()
 @friendly
 def demo(
-    run: Path = typer.Argument(..., help="A `train-gan` run folder or a generator.pt checkpoint."),
+    run: Path = typer.Argument(..., help="A `train-gan` run folder, a generator .pt or an `s2ikit export` folder."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port of the page."),
     host: str = typer.Option(
         "127.0.0.1",
@@ -536,9 +559,13 @@ def demo(
     (spoken by the data set's TTS voice); get the pictures side by side (one noise vector z each), the log-mel
     spectrogram the model heard and where the speech encoder's attention looked. Needs `pip install 's2ikit\\[demo]'`.
 
-    The pictures are the ones `s2ikit generate` gives for the same input and --seed. Ctrl-C stops the server.
+    The pictures are the ones `s2ikit generate` gives for the same input and --seed, within its limits: sentences
+    up to {chars} characters, recordings up to {seconds} s, up to {images} pictures. Ctrl-C stops the server.
     Example: s2ikit demo runs/shapes/gan/checkpoints/best.pt --port 7860
     """
     from s2ikit.demo import serve
 
     serve(run, host, port, log=lambda line: Console().print(line, highlight=False, soft_wrap=True))
+
+
+demo.__doc__ = demo.__doc__.format(chars=MAX_TEXT_CHARS, seconds=f"{MAX_AUDIO_SECONDS:.0f}", images=MAX_IMAGES)

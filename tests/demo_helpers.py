@@ -1,4 +1,5 @@
-"""What the demo tests share: a free port, spoken wav files, and the pictures `s2ikit generate` draws."""
+"""What the demo tests share: a free port, spoken wav files, an exported model and the pictures `s2ikit generate`
+draws."""
 
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ def generated_pictures(run: Path, out: Path, num: int, seed: int, *, wav: Path |
     assert result.exit_code == 0, result.output
     with Image.open(out) as grid:
         return [np.asarray(grid.convert("RGB").crop((k * CELL, 0, (k + 1) * CELL, CELL))) for k in range(num)]
+
+
+def export_model(run: Path, out: Path) -> Path:
+    """The folder `s2ikit export RUN OUT` writes (safetensors weights, config.json, model card)."""
+    result = CliRunner().invoke(app, ["export", str(run), str(out)])
+    assert result.exit_code == 0, result.output
+    return out
 
 
 def as_cell(path_or_image) -> np.ndarray:

@@ -15,9 +15,10 @@ from importlib.util import find_spec
 import numpy as np
 import pytest
 import soundfile as sf
-from demo_helpers import as_cell, free_port, generated_pictures, write_warble
+from demo_helpers import as_cell, export_model, free_port, generated_pictures, write_warble
 from typer.testing import CliRunner
 
+from s2ikit.audio.limits import MAX_AUDIO_SECONDS, MAX_IMAGES, MAX_TEXT_CHARS
 from s2ikit.cli import app as cli
 from s2ikit.demo.backend import Picture
 from s2ikit.demo.figures import ATTENTION_HEIGHT, MARGIN, MEL_HEIGHT, WIDTH, heard_figure
@@ -126,6 +127,18 @@ def _short(tmp_path):
     return write_warble(tmp_path / "blip.wav", seconds=0.1)
 
 
+def _not_finite(tmp_path):
+    wave = 0.3 * np.sin(np.arange(22050) / 10)
+    wave[100] = np.nan
+    sf.write(tmp_path / "nan.wav", wave.astype(np.float32), 22050, subtype="FLOAT")
+    return tmp_path / "nan.wav"
+
+
+def _long(tmp_path):
+    sf.write(tmp_path / "lecture.wav", np.zeros(int(8000 * (MAX_AUDIO_SECONDS + 1)), np.int16), 8000)
+    return tmp_path / "lecture.wav"
+
+
 @needs_gradio
 @pytest.mark.parametrize(
     "make, expected",
@@ -134,6 +147,8 @@ def _short(tmp_path):
         (_truncated, "cut.wav: truncated WAV"),
         (_silent, "quiet.wav: silent (no signal at all)"),
         (_short, "blip.wav: too short (0.100 s); an utterance needs at least 0.15 s"),
+        (_not_finite, "nan.wav: holds NaN or infinite samples"),  # not "silent": the same words as generate's
+        (_long, f"lecture.wav: too long (61 s); one request takes up to {MAX_AUDIO_SECONDS:.0f} s of speech"),
     ],
 )
 def test_unusable_audio_gets_one_clear_sentence(client, tmp_path, make, expected):
@@ -153,8 +168,11 @@ def test_unusable_audio_gets_one_clear_sentence(client, tmp_path, make, expected
         ((None, 2, 0), "/from_microphone", "record something first"),
         ((None, 2, 0), "/from_upload", "upload a recording first"),
         (("a red circle", 2, -1), "/from_text", "Value -1 is less than minimum value 0"),
-        (("a red circle", 99, 0), "/from_text", "Value 99 is greater than maximum value 8"),
-        (("a red circle", 2.5, 0), "/from_text", "number of images: a whole number from 1 to 8, not 2.5"),
+        (("a red circle", 99, 0), "/from_text", "Value 99 is greater than maximum value 16"),
+        (("a red circle", 2.5, 0), "/from_text", "number of images: a whole number from 1 to 16, not 2.5"),
+        (("x" * 3000, 2, 0), "/from_text", f"3000 characters; one sentence takes up to {MAX_TEXT_CHARS}"),
+        (("...", 2, 0), "/from_text", "no word to speak"),
+        (("a red\x00circle", 2, 0), "/from_text", r"control character \(U\+0000\)"),
     ],
 )
 def test_missing_input_and_bad_settings_are_named(client, args, api, expected):
@@ -235,4 +253,31 @@ def test_the_attention_curve_peaks_over_the_speech_it_weighs():
 @needs_gradio
 def test_a_folder_that_is_no_run_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["demo", str(tmp_path), "--port", str(free_port())])
-    assert result.exit_code == 2 and "generator.pt: missing" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "neither an `s2ikit export` folder" in result.output
+    assert "Traceback" not in result.output
+
+
+@needs_gradio
+def test_the_slider_stops_at_the_shared_limit_and_reaches_it(client):
+    result = client.predict("a red circle", MAX_IMAGES, 0, api_name="/from_text")
+    assert len(pictures_of(result)) == MAX_IMAGES == 16
+
+
+@needs_gradio
+def test_the_demo_serves_an_exported_model(gan_run, tmp_path):
+    """`s2ikit demo EXPORT_FOLDER`: the folder `s2ikit export` writes opens as a run does, and draws its pixels."""
+    from gradio_client import Client
+
+    from s2ikit.demo.server import start
+
+    model = export_model(gan_run, tmp_path / "model")
+    port = free_port()
+    app = start(model, "127.0.0.1", port)
+    try:
+        wav = write_warble(tmp_path / "speech.wav")
+        result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle(wav), 2, 5, api_name="/from_upload")
+    finally:
+        app.close()
+    expected = generated_pictures(gan_run, tmp_path / "grid.png", 2, 5, wav=wav)
+    assert all(np.array_equal(a, b) for a, b in zip(pictures_of(result), expected))
+    assert result[3]["generator_step"] == 2

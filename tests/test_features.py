@@ -86,7 +86,7 @@ def test_load_audio_reports_truncated_file(tmp_path):
 
 def test_utterances_too_short_for_the_speech_encoder_are_refused(tmp_path):
     from s2ikit.audio.features import MIN_FRAMES, min_duration
-    from s2ikit.core.inference import mel_of_wav
+    from s2ikit.audio.speech import wav_log_mel
     from s2ikit.models.speech_encoder import SpeechEncoder
     from s2ikit.utils.errors import UserError
 
@@ -99,4 +99,4 @@ def test_utterances_too_short_for_the_speech_encoder_are_refused(tmp_path):
     wav = tmp_path / "short.wav"
     sf.write(wav, chirp(1.0, 16000)[:1600], 16000)
     with pytest.raises(UserError, match=rf"^{wav}: too short \(0.100 s\)"):
-        mel_of_wav(wav, config)  # what `s2ikit generate --wav` shows as one line
+        wav_log_mel(wav, config)  # what `s2ikit generate --wav` shows as one line

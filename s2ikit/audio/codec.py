@@ -37,25 +37,51 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return librosa.resample(audio.astype(np.float32), orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
 
 
-def load_audio(path: str | Path, target_sr: int, min_seconds: float = MIN_SPEECH_SECONDS) -> np.ndarray:
-    """A mono float32 waveform at `target_sr`; unreadable, empty, truncated or too short files (under
-    `min_seconds`) raise SampleError naming the file."""
+def load_audio(
+    path: str | Path,
+    target_sr: int,
+    min_seconds: float = MIN_SPEECH_SECONDS,
+    max_seconds: float | None = None,
+    max_values: int | None = None,
+) -> np.ndarray:
+    """A mono float32 waveform at `target_sr`; unreadable, empty, truncated, too short (under `min_seconds`) or
+    too long files (over `max_seconds`, or over `max_values` samples of all channels together) raise SampleError
+    naming the file. The bounds are judged from the header, before any sample is decoded."""
     if Path(path).suffix.lower() == ".wav":
         missing = _wav_bytes_missing(Path(path))
         if missing:
             raise SampleError(f"{path}: truncated WAV ({missing} bytes of audio missing)")
     try:
+        if max_seconds is not None:
+            info = sf.info(str(path))
+            if info.frames > max_seconds * info.samplerate:
+                raise SampleError(
+                    f"{path}: too long ({info.frames / info.samplerate:.0f} s); one request takes up to "
+                    f"{max_seconds:.0f} s of speech"
+                )
+            if max_values is not None and info.frames * info.channels > max_values:
+                raise SampleError(
+                    f"{path}: too much audio to decode ({info.channels} channel(s) of {info.frames} samples); one "
+                    f"request takes up to {max_values} samples of all channels together"
+                )
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise SampleError(f"{path}: unreadable audio ({e})") from None
     if audio.shape[0] == 0:
         raise SampleError(f"{path}: audio file holds no samples")
+    check_finite(audio, str(path))
     if audio.shape[0] < min_seconds * sr:
         raise SampleError(
             f"{path}: too short ({audio.shape[0] / sr:.3f} s); an utterance needs at least {min_seconds:.2f} s "
             f"to give the speech encoder its {MIN_FRAMES} frames"
         )
     return resample(audio.mean(axis=1), sr, target_sr)
+
+
+def check_finite(audio: np.ndarray, name: str) -> None:
+    """SampleError naming `name` when a sample is NaN or infinite (a float file or array no microphone made)."""
+    if not np.isfinite(audio).all():
+        raise SampleError(f"{name}: holds NaN or infinite samples; not a recording")
 
 
 def encode_flac(pcm: np.ndarray, sample_rate: int) -> bytes:

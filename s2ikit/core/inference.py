@@ -10,6 +10,7 @@ the shards) -> log-mel -> speech encoder -> generator.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from s2ikit.audio.codec import from_int16, load_audio, resample, to_int16
-from s2ikit.audio.features import log_mel
+from s2ikit.audio.limits import MAX_TEXT_CHARS
+from s2ikit.audio.speech import speech_log_mel
 from s2ikit.config import FeatureConfig, TTSConfig, build_section
 from s2ikit.core import checkpoints
 from s2ikit.core.factories import build_generator, build_speech_encoder
 from s2ikit.models.generator import Generator
 from s2ikit.models.speech_encoder import SpeechEncoder
-from s2ikit.utils.errors import SampleError, UserError
+from s2ikit.utils.errors import UserError
 from s2ikit.utils.seeds import derive_seed
 
 PRECISIONS = ("fp32", "bf16")
@@ -85,35 +86,38 @@ def load_bundle(run_or_file: str | Path) -> GeneratorBundle:
     return GeneratorBundle(generator.eval(), speech.eval(), features, tts, path, info)
 
 
-def mel_of_wav(path: str | Path, features: FeatureConfig) -> np.ndarray:
-    """Any sample rate and channel count -> log-mel, through 16-bit PCM as the shards store speech."""
-    try:
-        audio = load_audio(path, features.sample_rate)
-    except SampleError as e:
-        raise UserError(str(e)) from None
-    return log_mel(from_int16(to_int16(audio)), features)
+def check_sentence(text: str) -> str:
+    """The sentence stripped, or a UserError: empty, no word to speak, a control character, too long."""
+    if not isinstance(text, str):
+        raise UserError(f"text={text!r}: a sentence must be a string")
+    shown = text.strip() if len(text.strip()) <= 40 else text.strip()[:37] + "..."
+    if not text.strip():
+        raise UserError("empty sentence: type what to draw")
+    control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None)
+    if control is not None:  # NUL and the like: no voice speaks them, and some cut the sentence short
+        raise UserError(f"sentence {shown!r}: holds a control character (U+{ord(control):04X}); type plain text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise UserError(f"sentence {shown!r}: {len(text)} characters; one sentence takes up to {MAX_TEXT_CHARS}")
+    if not any(c.isalnum() for c in text):
+        raise UserError(f"sentence {shown!r}: no word to speak (no letter or digit)")
+    return text.strip()
 
 
 def mel_of_text(texts: list[str], tts: TTSConfig | None, features: FeatureConfig, backend: str = "") -> list:
     """Speak each sentence with the data set's TTS voice (at the neutral speaking rate) -> log-mels."""
     from s2ikit.tts import SynthesisParams, load_backend
 
+    sentences = [check_sentence(text) for text in texts]  # all of them before the voice loads
     if tts is None:
         tts = TTSConfig()  # a recorded-speech data set: the default offline voice
     if backend:
         tts = dataclasses.replace(tts, backend=backend)
     voice = load_backend(tts)
     params = SynthesisParams(length_scale=1.0, noise_scale=tts.noise_scale, noise_w=tts.noise_w)
-    mels = []
-    for text in texts:
-        if not text.strip():
-            raise UserError("--text: empty sentence")
-        wave = resample(voice.synthesize(text.strip(), params), voice.sample_rate, features.sample_rate)
-        try:
-            mels.append(log_mel(from_int16(to_int16(wave)), features))
-        except SampleError as e:  # e.g. a sentence spoken in less time than the encoder needs
-            raise UserError(f"--text {text.strip()!r}: {e}") from None
-    return mels
+    return [
+        speech_log_mel(voice.synthesize(text, params), voice.sample_rate, features, f"sentence {text!r}")
+        for text in sentences
+    ]
 
 
 @torch.no_grad()

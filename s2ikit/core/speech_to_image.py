@@ -3,10 +3,10 @@
     pipe = SpeechToImage.from_pretrained("runs/shapes/gan")      # a run folder, a generator .pt, an export
     images = pipe(wav="me.wav", num=4, seed=0)                   # -> list of PIL images
 
-Speech reaches the generator exactly as the training captions did (core/inference.py): a waveform at any rate
+Speech reaches the generator exactly as the training captions did (audio/speech.py): a waveform at any rate
 -> the feature rate -> 16-bit -> log-mel -> speech encoder; a sentence is first spoken by the data set's TTS
-voice. z is caption_noise's function of (seed, input row, k), so the images are those `s2ikit generate` draws for
-the same inputs and seed, bit for bit.
+voice. z is caption_noise's function of (seed, input row, k), so the images are those `s2ikit generate` and the
+demo draw for the same inputs and seed, bit for bit. One request is bounded by audio/limits.py, as theirs are.
 """
 
 from __future__ import annotations
@@ -18,16 +18,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from s2ikit.audio.codec import from_int16, load_audio, resample, to_int16
-from s2ikit.audio.features import log_mel
+from s2ikit.audio.limits import MAX_IMAGES, MAX_INPUTS
+from s2ikit.audio.speech import duration, speech_log_mel, wav_log_mel
 from s2ikit.core import export
 from s2ikit.core.images import to_pil
 from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images, mel_of_text
-from s2ikit.utils.errors import SampleError, UserError
-
-# Below this peak (-60 dBFS, 33 of 32,767 in 16-bit) a recording holds no speech an encoder could use: its
-# per-utterance normalised log-mel would be amplified noise.
-SILENCE_PEAK = 1e-3
+from s2ikit.utils.errors import UserError
 
 
 def _as_list(value) -> list:
@@ -36,36 +32,11 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def speech_mel(audio: np.ndarray, sample_rate: int, bundle: GeneratorBundle, name: str) -> np.ndarray:
-    """A waveform (samples,) or (samples, channels), float in [-1, 1] or int16, at `sample_rate` -> log-mel, or
-    one line naming `name` when it is too short or silent for the speech encoder."""
-    features = bundle.features
-    audio = np.asarray(audio)
-    if audio.dtype == np.int16:
-        audio = from_int16(audio)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)  # as load_audio mixes channels
-    if audio.ndim != 1 or audio.size == 0:
-        raise UserError(f"{name}: expected a non-empty mono or (samples, channels) waveform, got shape {audio.shape}")
-    audio = resample(audio.astype(np.float32, copy=False), sample_rate, features.sample_rate)
-    pcm = from_int16(to_int16(audio))  # 16-bit, as the shards store speech
-    peak = float(np.abs(pcm).max()) if pcm.size else 0.0
-    if peak < SILENCE_PEAK:
-        shown = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "all zeros"
-        raise UserError(f"{name}: silent (peak {shown}); record the description louder or check the microphone")
-    try:
-        return log_mel(pcm, features)  # refuses audio shorter than the speech encoder's minimum
-    except SampleError as e:
-        raise UserError(f"{name}: {e}") from None
-
-
-def wav_mel(path: str | Path, bundle: GeneratorBundle) -> np.ndarray:
-    """A sound file of any rate and channel count -> log-mel (unreadable, truncated, silent, short: one line)."""
-    try:
-        audio = load_audio(path, bundle.features.sample_rate)
-    except SampleError as e:
-        raise UserError(str(e)) from None
-    return speech_mel(audio, bundle.features.sample_rate, bundle, str(path))
+def check_num(num) -> int:
+    """Images per input: a whole number from 1 to MAX_IMAGES."""
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or not 1 <= num <= MAX_IMAGES:
+        raise UserError(f"num {num!r}: images per input must be a whole number from 1 to {MAX_IMAGES}")
+    return int(num)
 
 
 class SpeechToImage:
@@ -99,25 +70,51 @@ class SpeechToImage:
     def step(self) -> int | None:
         return self.bundle.info.get("step")
 
-    def mels(self, wav=None, audio=None, sample_rate: int | None = None, text=None, tts_backend: str = ""):
-        """The inputs as log-mels, in the order wav files, waveforms, sentences; with a label for each."""
-        mels, labels = [], []
-        for path in _as_list(wav):
-            mels.append(wav_mel(path, self.bundle))
-            labels.append(Path(path).name)
+    def mels(
+        self,
+        wav=None,
+        audio=None,
+        sample_rate: int | None = None,
+        text=None,
+        tts_backend: str = "",
+        wav_names: Sequence[str] | None = None,
+    ) -> tuple[list[np.ndarray], list[str]]:
+        """The inputs as log-mels, in the order wav files, waveforms, sentences; with a label for each.
+        `wav_names`: how messages call the wav files (their paths by default)."""
+        paths, texts = _as_list(wav), _as_list(text)
         waves = [audio] if isinstance(audio, np.ndarray) else _as_list(audio)
+        count = len(paths) + len(waves) + len(texts)
+        if count == 0:
+            raise UserError("give at least one wav=, audio= (with sample_rate=) or text=")
+        if count > MAX_INPUTS:
+            raise UserError(f"{count} inputs: one request takes up to {MAX_INPUTS} (wav files, waveforms, sentences)")
         if waves and sample_rate is None:
             raise UserError("audio=: give its sample_rate= too (in Hz)")
-        for i, wave in enumerate(waves):
-            mels.append(speech_mel(wave, sample_rate, self.bundle, f"audio[{i}]"))
-            labels.append(f"audio[{i}]")
-        texts = [str(t) for t in _as_list(text)]
-        if texts:
-            mels += mel_of_text(texts, self.bundle.tts, self.bundle.features, tts_backend)
-            labels += texts
-        if not mels:
-            raise UserError("give at least one wav=, audio= (with sample_rate=) or text=")
+        features = self.bundle.features
+        names = list(wav_names) if wav_names is not None else [str(path) for path in paths]
+        if len(names) != len(paths):
+            raise ValueError(f"{len(names)} wav_names for {len(paths)} wav files")
+        mels = [wav_log_mel(path, features, name) for path, name in zip(paths, names)]
+        mels += [speech_log_mel(wave, sample_rate, features, f"audio[{i}]") for i, wave in enumerate(waves)]
+        mels += mel_of_text(texts, self.bundle.tts, features, tts_backend)
+        labels = [Path(path).name for path in paths] + [f"audio[{i}]" for i in range(len(waves))]
+        labels += [str(t).strip() for t in texts]
+        need = self.bundle.speech_encoder.min_frames  # this encoder's convolutions may need more than log_mel's floor
+        for mel, name in zip(mels, [*names, *labels[len(paths) :]]):
+            if mel.shape[0] < need:
+                raise UserError(
+                    f"{name}: too short ({duration(mel.shape[0], features):.2f} s of audio; the speech encoder "
+                    f"needs at least {duration(need, features):.2f} s)"
+                )
         return mels, labels
+
+    def embed(self, mels: list[np.ndarray]) -> torch.Tensor:
+        """(N, D) speech embeddings of N log-mels."""
+        return embed_speech(self.bundle.speech_encoder, mels, self.device)
+
+    def draw(self, speech: torch.Tensor, num: int = 4, seed: int = 0) -> torch.Tensor:
+        """(N, num, 3, S, S) images in [-1, 1] of N speech embeddings; image k of input i has z of (seed, i, k)."""
+        return generate_images(self.bundle, speech, check_num(num), seed).cpu()
 
     def generate(
         self,
@@ -130,11 +127,9 @@ class SpeechToImage:
         tts_backend: str = "",
     ) -> tuple[torch.Tensor, list[str]]:
         """(inputs, num, 3, S, S) images in [-1, 1] and each input's label."""
-        if num < 1:
-            raise UserError(f"num={num}: must be at least 1")
+        check_num(num)  # before any speech is read or spoken
         mels, labels = self.mels(wav, audio, sample_rate, text, tts_backend)
-        speech = embed_speech(self.bundle.speech_encoder, mels, self.device)
-        return generate_images(self.bundle, speech, num, seed).cpu(), labels
+        return self.draw(self.embed(mels), num, seed), labels
 
     def __call__(
         self,

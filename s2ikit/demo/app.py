@@ -12,24 +12,22 @@ from pathlib import Path
 
 import gradio as gr
 
-from s2ikit.demo.backend import GeneratorBundle, draw
-from s2ikit.demo.checks import check_recording
+from s2ikit.audio.limits import GRID_COLUMNS, MAX_IMAGES, MAX_TEXT_CHARS
+from s2ikit.core.speech_to_image import SpeechToImage
+from s2ikit.demo.backend import draw
 from s2ikit.demo.figures import heard_figure
 from s2ikit.utils.errors import UserError
 
-MAX_IMAGES = 8  # pictures per input: one row a screen wide
 # Small generators (32 px) are shown enlarged, nearest-neighbour keeping their pixels honest; the gallery shrinks
 # to its one row instead of Gradio's fixed height.
 CSS = "#pictures img { image-rendering: pixelated; } #pictures .fixed-height { min-height: 0; max-height: none; }"
 
 
-def answer(bundle: GeneratorBundle, num, seed, *, wav: str | None = None, text: str = "", name: str = ""):
+def answer(pipe: SpeechToImage, num, seed, *, wav: str | None = None, text: str = "", name: str = ""):
     """One request: (gallery, heard figure, one-line summary, details) or a gr.Error with the reason."""
     try:
         num, seed = _whole(num, "number of images", 1, MAX_IMAGES), _whole(seed, "seed", 0, 2**31 - 1)
-        if wav is not None:
-            check_recording(wav, bundle.features.sample_rate, name)
-        picture = draw(bundle, num, seed, wav=wav, text=text, name=name)
+        picture = draw(pipe, num, seed, wav=wav, text=text, name=name)
     except UserError as e:
         # gr.Error renders HTML, and the message may hold an uploaded file's name.
         raise gr.Error(html.escape(str(e), quote=False), title="Cannot draw that", print_exception=False) from None
@@ -47,7 +45,7 @@ def answer(bundle: GeneratorBundle, num, seed, *, wav: str | None = None, text: 
     }
     heard = f"{picture.seconds:.2f} s heard" if wav is not None else f"spoken in {picture.seconds:.2f} s"
     summary = f"**{html.escape(name or 'the typed sentence')}**: {heard}; {num} pictures, seed {seed}"
-    return gr.Gallery(value=gallery, columns=num), heard_figure(picture), summary, details
+    return gr.Gallery(value=gallery, columns=min(num, GRID_COLUMNS)), heard_figure(picture), summary, details
 
 
 def _whole(value, what: str, low: int, high: int) -> int:
@@ -56,10 +54,10 @@ def _whole(value, what: str, low: int, high: int) -> int:
     return int(float(value))
 
 
-def build_app(bundle: GeneratorBundle) -> gr.Blocks:
+def build_app(pipe: SpeechToImage) -> gr.Blocks:
     with gr.Blocks(title="s2ikit demo", analytics_enabled=False) as app:
-        step = bundle.info.get("step")
-        shown = "/".join(bundle.path.parts[-3:])  # the run folder and the file: where it came from, not our disk
+        step = pipe.step
+        shown = "/".join(pipe.bundle.path.parts[-3:])  # the run folder and the file: where it came from, not our disk
         gr.Markdown(
             "# s2ikit: say what to draw\n"
             f"Generator `{shown}`" + (f" (step {step})" if step is not None else "") + ". Speak a "
@@ -83,7 +81,7 @@ def build_app(bundle: GeneratorBundle) -> gr.Blocks:
                     from_upload = gr.Button("Draw the recording", variant="primary")
                 with gr.Tab("Type"):
                     text = gr.Textbox(
-                        label="A sentence, spoken by the data set's voice",
+                        label=f"A sentence, spoken by the data set's voice (up to {MAX_TEXT_CHARS} characters)",
                         placeholder="a large red circle",
                         elem_id="sentence",
                     )
@@ -112,15 +110,15 @@ def build_app(bundle: GeneratorBundle) -> gr.Blocks:
         def on_microphone(path, n, s):
             if path is None:
                 raise gr.Error("record something first: press Record, speak, then Stop", print_exception=False)
-            return answer(bundle, n, s, wav=path, name="the recording")
+            return answer(pipe, n, s, wav=path, name="the recording")
 
         def on_upload(path, n, s):
             if path is None:
                 raise gr.Error("upload a recording first", print_exception=False)
-            return answer(bundle, n, s, wav=path, name=Path(path).name)
+            return answer(pipe, n, s, wav=path, name=Path(path).name)
 
         def on_text(sentence, n, s):
-            return answer(bundle, n, s, text=sentence or "")
+            return answer(pipe, n, s, text=sentence or "")
 
         from_microphone.click(on_microphone, [microphone, num, seed], outputs, api_name="from_microphone")
         from_upload.click(on_upload, [upload, num, seed], outputs, api_name="from_upload")

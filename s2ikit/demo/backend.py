@@ -1,8 +1,9 @@
-"""The demo's one door to the inference library: a trained run in; for one utterance, its pictures, the log-mel
-the model heard and where the speech encoder's attention pooling looked.
+"""The demo's one door to the inference library: `SpeechToImage` (a run, a generator checkpoint or an export
+folder); for one utterance, its pictures, the log-mel the model heard and where the speech encoder's attention
+pooling looked.
 
-Speech takes the same path as `s2ikit generate` (same log-mel recipe, same noise for a seed), so the demo's
-pictures are the pixels `generate` writes for the same input and seed.
+Speech takes `s2ikit generate`'s path and checks (the same log-mel recipe, limits and noise for a seed), so the
+demo's pictures are the pixels `generate` writes for the same input and seed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from s2ikit.audio.speech import duration
 from s2ikit.core.images import to_uint8
-from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images, load_bundle, mel_of_text, mel_of_wav
+from s2ikit.core.speech_to_image import SpeechToImage
 from s2ikit.utils.errors import UserError
 
 # The attention probe hooks the shared encoder for one forward pass; two requests at once must not swap weights.
@@ -33,52 +35,40 @@ class Picture:
     step: int | None  # training step of the generator
 
 
-def load(run: str | Path) -> GeneratorBundle:
-    """A `train-gan` run folder or a generator.pt."""
-    return load_bundle(run)
+def load(model: str | Path) -> SpeechToImage:
+    """A `train-gan` run folder, a generator checkpoint or an `s2ikit export` folder."""
+    return SpeechToImage.from_pretrained(model)
 
 
 def draw(
-    bundle: GeneratorBundle, num: int, seed: int, *, wav: str | Path | None = None, text: str = "", name: str = ""
+    pipe: SpeechToImage, num: int, seed: int, *, wav: str | Path | None = None, text: str = "", name: str = ""
 ) -> Picture:
     """`num` pictures of one utterance: a wav file (any rate and channel count; `name` is how messages call it)
     or a sentence spoken by the data set's TTS voice."""
-    features, encoder = bundle.features, bundle.speech_encoder
     if wav is not None:
-        mel = mel_of_wav(wav, features)
+        mels, _ = pipe.mels(wav=wav, wav_names=[name or str(wav)])
     elif text.strip():
-        mel = mel_of_text([text], bundle.tts, features)[0]
+        mels, _ = pipe.mels(text=text)
     else:
         raise UserError("type a sentence first")
-    seconds = _seconds(mel.shape[0], features)
-    if mel.shape[0] < encoder.min_frames:
-        need = _seconds(encoder.min_frames, features)
-        raise UserError(
-            f"{name or 'the sentence'}: too short ({seconds:.2f} s of audio; "
-            f"the speech encoder needs at least {need:.2f} s)"
-        )
+    encoder = pipe.bundle.speech_encoder
     with _PROBE_LOCK:
         seen: list[torch.Tensor] = []
         handle = encoder.pool.register_forward_hook(lambda module, args, out: seen.append(_attention(module, *args)))
         try:
-            speech = embed_speech(encoder, [mel], bundle.device)
+            speech = pipe.embed(mels)
         finally:
             handle.remove()
-    images = generate_images(bundle, speech, num, seed)[0]
+    images = pipe.draw(speech, num, seed)[0]
     return Picture(
-        images=to_uint8(images.cpu()).permute(0, 2, 3, 1).numpy(),
-        mel=mel,
+        images=to_uint8(images).permute(0, 2, 3, 1).numpy(),
+        mel=mels[0],
         attention=seen[0][0].cpu().numpy(),
         frames_per_step=encoder.stride**2,
         frames_per_view=encoder.min_frames,
-        seconds=seconds,
-        step=bundle.info.get("step"),
+        seconds=duration(mels[0].shape[0], pipe.bundle.features),
+        step=pipe.step,
     )
-
-
-def _seconds(frames: int, features) -> float:
-    """Duration of `frames` log-mel frames (a centred STFT puts a frame on every hop, both ends included)."""
-    return (frames - int(features.center)) * features.hop_length / features.sample_rate
 
 
 @torch.no_grad()

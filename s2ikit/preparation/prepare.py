@@ -34,7 +34,7 @@ from s2ikit.preparation.steps import STEP_NAMES, STEPS, PrepareContext
 from s2ikit.utils.atomic import fingerprint, read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
 @dataclass(frozen=True)

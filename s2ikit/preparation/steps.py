@@ -9,7 +9,6 @@ shards:   all of the above -> one WebDataset tar, written deterministically
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from s2ikit.tts import SynthesisParams, TTSBackend, load_backend
 from s2ikit.tts.cache import SpeechCache
 from s2ikit.utils.atomic import atomic_path, write_bytes
 from s2ikit.utils.errors import SampleError
+from s2ikit.utils.seeds import derive_seed
 
 Tick = Callable[[str, int], None]
 
@@ -81,8 +81,8 @@ def caption_id(key: str, index: int) -> str:
 def synthesis_params(preset: Preset, key: str, index: int) -> SynthesisParams:
     """Speaking rate for one caption, from a seeded hash: stable across reruns, varied across captions."""
     tts = preset.tts
-    digest = hashlib.sha256(f"{preset.prepare.seed}:{key}:{index}".encode()).digest()
-    scale = tts.length_scales[int.from_bytes(digest[:4], "big") % len(tts.length_scales)]
+    pick = derive_seed(preset.prepare.seed, "prepare/speaking_rate", key, index)
+    scale = tts.length_scales[pick % len(tts.length_scales)]
     return SynthesisParams(length_scale=scale, noise_scale=tts.noise_scale, noise_w=tts.noise_w)
 
 
@@ -244,7 +244,7 @@ def _speech_settings(ctx: PrepareContext) -> dict[str, Any]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("speech", ("records",), 1, _speech_settings, _work("speech", "npz"), run_speech, _recordings),
+    Step("speech", ("records",), 2, _speech_settings, _work("speech", "npz"), run_speech, _recordings),
     Step("features", ("speech",), 1, lambda ctx: as_dict(ctx.preset.features), _work("features", "npz"), run_features),
     Step(
         "images",

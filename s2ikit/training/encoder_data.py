@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.records import read_index
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.seeds import derive_seed
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class EncoderData:
 
 def carve_validation(keys: list[str], fraction: float, seed: int) -> frozenset[str]:
     """A fixed, seeded subset of `keys`: the same on every rank and every rerun."""
-    scored = sorted(keys, key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    scored = sorted(keys, key=lambda k: derive_seed(seed, "encoder/validation", k))
     return frozenset(scored[: round(len(keys) * fraction)])
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from s2ikit.config import TTSConfig
 from s2ikit.tts.base import SynthesisParams, register_backend
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.seeds import derive_seed
 
 INSTALL = "pip install 's2ikit[coqui]' in an environment of its own (README: Tacotron 2 through Coqui TTS)"
 # Coqui's catalogue names: <type>/<language>/<dataset>/<model>, stored as a folder with "--" for "/".
@@ -89,7 +90,7 @@ def _digest(paths: list[Path]) -> str:
 def utterance_seed(text: str, params: SynthesisParams) -> int:
     """A torch seed from the utterance alone, so its audio does not depend on what was synthesized before."""
     key = json.dumps([text, dataclasses.asdict(params)], sort_keys=True).encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1  # manual_seed wants < 2**63
+    return derive_seed(0, "tts/coqui", key.decode())
 
 
 class CoquiBackend:
@@ -127,7 +128,8 @@ class CoquiBackend:
         self._rng_devices = [torch.cuda.current_device()] if config.device == "cuda" else []
         self.sample_rate = int(self._synth.output_sample_rate)  # the vocoder's rate when there is one
         vocoder_name = vocoder.parent.name if vocoder else "griffin-lim"
-        self.voice_id = f"coqui:{model.parent.name}+{vocoder_name}:{_digest(weights)}:{config.device}"
+        # "seed2": utterance_seed's derivation, part of the cache key, so audio drawn with an older one is not reused
+        self.voice_id = f"coqui:{model.parent.name}+{vocoder_name}:{_digest(weights)}:{config.device}:seed2"
 
     def synthesize(self, text: str, params: SynthesisParams) -> np.ndarray:
         import torch

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 
 
-def derive_seed(seed: int, stream: str, *index: int) -> int:
-    """A 63-bit seed for `stream` at `index`, the same on every machine and Python version."""
-    text = "/".join([str(int(seed)), stream, *(str(int(i)) for i in index)])
+def derive_seed(seed: int, stream: str, *index: int | str) -> int:
+    """A 63-bit seed for `stream` at `index`, the same on every machine and Python version. An index is a
+    number (a step, a row) or a name (a sample's key, a file): whatever makes the draw its own."""
+    text = "/".join([str(int(seed)), stream, *(i if isinstance(i, str) else str(int(i)) for i in index)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1

@@ -13,7 +13,6 @@ split is not published, so each image goes to test by a stable hash of its path 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -30,6 +29,7 @@ from s2ikit.data.sources.layout import (
 )
 from s2ikit.utils.checks import at_least, checked, fraction, items, setting
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.seeds import derive_seed
 
 FIELDS = ("wav", "image", "uttid", "speaker")
 
@@ -43,8 +43,7 @@ def scene_class(image: str) -> str:
 
 
 def in_test(image: str, fraction: float) -> bool:
-    digest = hashlib.sha256(image.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return derive_seed(0, "places/test", image) / 2**63 < fraction
 
 
 @dataclass(frozen=True)
