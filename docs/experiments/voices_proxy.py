@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 import torch
 
-from s2ikit.audio.codec import from_int16, resample, to_int16
-from s2ikit.audio.features import log_mel
+from s2ikit.audio.codec import to_int16
+from s2ikit.audio.speech import speech_log_mel
 from s2ikit.core.factories import load_encoders
 from s2ikit.core.inference import embed_speech
 from s2ikit.data.dataset_info import read_dataset
@@ -80,8 +80,7 @@ def main(data: Path, run: Path, voices: list[str]) -> None:
                 pcm = to_int16(voice.synthesize(text, SynthesisParams()))
                 cache.put(key, pcm, voice.sample_rate)
                 hit = (pcm, voice.sample_rate)
-            wave = resample(from_int16(hit[0]), hit[1], features.sample_rate)
-            mels.append(log_mel(from_int16(to_int16(wave)), features))
+            mels.append(speech_log_mel(hit[0], hit[1], features, f"{spec}: {text!r}"))
         emb = torch.cat(
             [embed_speech(enc.speech, mels[i : i + 64], torch.device("cpu")) for i in range(0, len(mels), 64)]
         )

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from s2ikit.audio.codec import from_int16, resample, to_int16
-from s2ikit.audio.features import log_mel
+from s2ikit.audio.codec import to_int16
+from s2ikit.audio.speech import speech_log_mel
 from s2ikit.core.inference import generate_images
 from s2ikit.metrics.base import Generated, Metric, MetricSkipped, register
 from s2ikit.metrics.class_accuracy import shared_judge
@@ -25,7 +25,7 @@ from s2ikit.metrics.judge import image_labels
 from s2ikit.tts import SynthesisParams
 from s2ikit.tts.cache import SpeechCache, default_cache_dir
 from s2ikit.tts.voices import load_voice, parse_voice, voice_spec
-from s2ikit.utils.errors import SampleError, UserError
+from s2ikit.utils.errors import UserError
 
 
 def training_voices(tts) -> tuple[str, ...]:
@@ -88,7 +88,7 @@ class HeldOutVoices(Metric):
             self.cache.put(key, pcm, backend.sample_rate)
             hit = (pcm, backend.sample_rate)
         pcm, rate = hit
-        return log_mel(from_int16(to_int16(resample(from_int16(pcm), rate, features.sample_rate))), features)
+        return speech_log_mel(pcm, rate, features, f"{spec} speaking {text!r}")
 
     @torch.no_grad()
     def _score(self, spec: str) -> tuple[dict[str, float], int]:
@@ -100,7 +100,7 @@ class HeldOutVoices(Metric):
             for row, (text, label) in enumerate(self.captions[start : start + step], start):
                 try:
                     mels.append(self._mel(spec, text))
-                except (SampleError, ValueError, RuntimeError) as e:
+                except (UserError, ValueError, RuntimeError) as e:  # one caption a voice cannot speak
                     failed += 1
                     self.ctx.log(f"voices: {spec} could not speak {text!r}: {e}")
                     continue
