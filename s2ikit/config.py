@@ -58,8 +58,25 @@ class FeatureConfig:
     dtype: Literal["float32", "float16"] = "float32"  # "float16" halves the shards
 
 
+def voice_names(values: tuple[str, ...], _: Any) -> str | None:
+    """Each entry names a voice as ENGINE:VOICE (whether the engine and voice are installed is the TTS layer's
+    check, when the voice first speaks)."""
+    bad = next((v for v in values if not all(part.strip() for part in v.partition(":")[::2])), None)
+    if bad is None:
+        return None
+    return f"entry {bad!r} is not ENGINE:VOICE (e.g. espeak-ng:en-us+f3, flite:slt; `s2ikit voices` lists them)"
+
+
 @dataclass(frozen=True)
-@checked("tts", length_scales=items(positive), noise_scale=at_least(0), noise_w=at_least(0), threads=at_least(1))
+@checked(
+    "tts",
+    voices=voice_names,
+    length_scales=items(positive),
+    pitches=items(positive),
+    noise_scale=at_least(0),
+    noise_w=at_least(0),
+    threads=at_least(1),
+)
 class TTSConfig:
     """Speech synthesis for data sets that have text captions."""
 
@@ -70,13 +87,23 @@ class TTSConfig:
     coqui_model: str = "tts_models/en/ljspeech/tacotron2-DDC"
     coqui_vocoder: str = "vocoder_models/en/ljspeech/hifigan_v2"  # coqui: name, folder or file; "" = Griffin-Lim
     device: Literal["cpu", "cuda"] = "cpu"  # coqui; part of the cache key, since the two give different samples
+    # Several speakers: ENGINE:VOICE names (`s2ikit voices` lists those installed), e.g. espeak-ng:en-us+f3,
+    # flite:slt, piper:en_US-joe-medium. Each caption's voice is drawn from this list by a seeded hash of
+    # (seed, sample key, caption index), as its rate and pitch are, and recorded in the shard. Empty: every
+    # caption is spoken by `backend`/`voice` (inference speaks with that one too).
+    voices: tuple[str, ...] = ()
     # Speaking rate variation: each caption gets one of these phoneme-length scales, chosen by a seeded hash
     # of (seed, sample key, caption index). A small discrete set keeps the content cache effective.
     # coqui: Tacotron 2 has no duration input, so the waveform is time-stretched (pitch kept); 1.0 for parity.
     length_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
+    # Pitch variation, drawn per caption like the rate: multipliers of the voice's own mean pitch. A voice
+    # without a pitch control (piper, coqui, flite's rms, festival's HTS voice) speaks at its own pitch, as a
+    # voice without a rate or noise control speaks at its own rate or without noise.
+    pitches: tuple[float, ...] = (1.0,)
     # ONNX Runtime's sampler cannot be re-seeded per sentence, so any noise > 0 makes synthesis depend on call
     # order; 0 keeps a resumed run byte-identical to an uninterrupted one. Piper's own defaults are 0.667/0.8.
-    # Piper only: Tacotron 2 has neither control, so coqui requires 0.
+    # Piper only: Tacotron 2 has neither control, so coqui as `backend` requires 0; in `voices`, the voices without
+    # these controls speak without noise.
     noise_scale: float = 0.0
     noise_w: float = 0.0
     threads: int = 1  # TTS threads per worker process (ONNX Runtime or torch); parallelism comes from --workers
