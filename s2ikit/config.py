@@ -224,6 +224,13 @@ class EncoderConfig:
     mask_mel_bins: int = setting(0, at_least(0), group="augmentation")
     # SpecAugment: longest span of frames zeroed per utterance (0 = off)
     mask_frames: int = setting(0, at_least(0), group="augmentation")
+    # Speaker and channel variation, per utterance, after the masks (0 = off). VTLP: the mel axis scaled by a
+    # factor drawn from [1 - vtlp_warp, 1 + vtlp_warp], as a longer or shorter vocal tract moves the formants
+    vtlp_warp: float = setting(0.0, fraction, group="augmentation")
+    # tempo: the frames resampled to a length x a factor drawn from [1 - tempo_stretch, 1 + tempo_stretch]
+    tempo_stretch: float = setting(0.0, fraction, group="augmentation")
+    # Gaussian noise of a std drawn from [0, mel_noise], in the utterance-normalised log-mel's units (std 1)
+    mel_noise: float = setting(0.0, at_least(0), group="augmentation")
     # of the training split's images, held out for model selection
     val_fraction: float = setting(0.1, fraction, group="data")
     eval_every: int = setting(5, at_least(1), group="schedule")  # epochs between validation passes
