@@ -107,6 +107,10 @@ def test_changing_the_voices_speaks_again(spoken, tmp_path, monkeypatch):
     assert report.ran["speech"] > 0 and report.ran["shards"] > 0
     assert {c["voice"] for c in captions(out)} == {"flite:kal16", "espeak-ng:en-gb"}
     assert set(synthesized) == {"flite:kal16", "espeak-ng:en-gb"}
+    synthesized.clear()
+    report = run(make_ctx(out, spoken[1], **several(voices=("flite:kal16", "espeak-ng:en-gb"), pitches="1.25")))
+    assert report.ran["speech"] > 0 and synthesized
+    assert {c["pitch"] for c in captions(out)} == {1.25}
 
 
 @needs_engines
