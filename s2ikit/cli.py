@@ -77,6 +77,31 @@ def doctor() -> None:
     Console().print(table)
 
 
+@app.command()
+@friendly
+def voices() -> None:
+    """List the TTS voices installed here: name (ENGINE:VOICE), engine, sex, accent and the prosody it controls.
+
+    A data set's captions can be spoken by several of them: name them in the preset's \\[tts] section,
+    `voices = ["espeak-ng:en-us+f3", "flite:slt"]`, or on the command line, `s2ikit prepare shapes --out DATA
+    --set tts.voices=espeak-ng:en-us+f3,flite:slt --set tts.pitches=0.9,1.0,1.1`. Each caption's voice, rate
+    (tts.length_scales) and pitch are drawn by a seeded hash and recorded in its shard; a voice speaks a rate or
+    pitch it has no control for at its own. `make voices` installs espeak-ng, flite and festival with their voices.
+    """
+    from s2ikit.tts import installed_voices
+
+    # each control as the [tts] key that varies it
+    keys = {"length_scale": "length_scales", "pitch": "pitches", "noise_scale": "noise_scale", "noise_w": "noise_w"}
+    table = Table(title="installed TTS voices (tts.voices)")
+    for column in ("voice", "engine", "sex", "accent", "controls (tts keys)"):
+        table.add_column(column, overflow="fold")
+    for voice in installed_voices():
+        engine = voice.spec.partition(":")[0]
+        controls = " ".join(key for control, key in keys.items() if control in voice.controls)
+        table.add_row(escape(voice.spec), engine, voice.sex or "?", escape(voice.accent), controls)
+    Console().print(table)
+
+
 @app.command("download-weights")
 @friendly
 def download_weights(

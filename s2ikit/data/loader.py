@@ -10,7 +10,8 @@ test:  shard list in order -> split_by_node -> split_by_worker -> tar to samples
 Shards that yield no usable sample at all are a one-line UserError naming the split's folder (`PassGuard`).
 
 A batch is a dict: image (B, 3, H, W) in [-1, 1], mel (B, T_max, n_mels) zero-padded, mel_lengths (B,),
-class_id (B,), caption_index (B,), key (list), text (list), attributes (list of the records' attribute dicts).
+class_id (B,), caption_index (B,), key (list), text (list), attributes (list of the records' attribute dicts),
+voice (list: who spoke each caption, ENGINE:VOICE, in a data set spoken by several TTS voices; "" otherwise).
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def _item(sample: dict[str, Any], caption: dict[str, Any]) -> dict[str, Any]:
         "caption_index": caption["index"],
         "text": caption["text"],
         "attributes": sample["meta"].get("attributes", {}),
+        "voice": caption.get("voice", ""),
     }
 
 
@@ -171,6 +173,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "key": [item["key"] for item in items],
         "text": [item["text"] for item in items],
         "attributes": [item["attributes"] for item in items],
+        "voice": [item["voice"] for item in items],
     }
 
 

@@ -6,7 +6,9 @@ its first dot; keys are plain, see `records.KEY_PATTERN`):
 
     KEY.png or KEY.jpg   the image at the prepared size
     KEY.json             key, dataset, split, class_id, class_name, attributes and captions, a list of
-                         {"index": NN, "text": ..., "frames": T}
+                         {"index": NN, "text": ..., "frames": T}; in a data set spoken by several TTS voices
+                         each caption also names who spoke it and how: "voice" (ENGINE:VOICE, e.g.
+                         "espeak-ng:en-us+f3"), "length_scale" (> 1 spoke slower) and "pitch" (x the voice's own)
     KEY.cNN.flac         caption NN's speech: 16-bit mono FLAC at the feature rate
     KEY.cNN.npy          caption NN's log-mel, (T, n_mels), a plain .npy (never a pickle)
 
@@ -96,6 +98,18 @@ class SpokenCaption:
     text: str
     flac: bytes  # 16-bit mono FLAC at the feature rate
     mel: np.ndarray  # (T, n_mels) log-mel of exactly that FLAC
+    # Who spoke it, in a data set spoken by several TTS voices ("" otherwise: one voice, named in dataset.json,
+    # or a recording): ENGINE:VOICE, and the prosody as spoken
+    voice: str = ""
+    length_scale: float = 1.0
+    pitch: float = 1.0
+
+
+def caption_metadata(c: SpokenCaption) -> dict[str, Any]:
+    meta: dict[str, Any] = {"index": c.index, "text": c.text, "frames": int(c.mel.shape[0])}
+    if c.voice:
+        meta.update(voice=c.voice, length_scale=c.length_scale, pitch=c.pitch)
+    return meta
 
 
 def sample_metadata(record: Record, captions: list[SpokenCaption], dataset: str) -> dict[str, Any]:
@@ -107,7 +121,7 @@ def sample_metadata(record: Record, captions: list[SpokenCaption], dataset: str)
         "class_id": record.class_id,
         "class_name": record.class_name,
         "attributes": record.attributes,
-        "captions": [{"index": c.index, "text": c.text, "frames": int(c.mel.shape[0])} for c in captions],
+        "captions": [caption_metadata(c) for c in captions],
     }
 
 

@@ -1,7 +1,8 @@
 """The per-unit steps of preparation. Each reads its inputs, writes one output file atomically and returns
 how many items it produced and which failed (a failure is recorded, never fatal).
 
-speech:   captions -> 16-bit FLAC at the feature rate (TTS through the cache, or recorded audio)
+speech:   captions -> 16-bit FLAC at the feature rate (TTS through the cache, or recorded audio); with several
+          voices (`tts.voices`), also who spoke each caption and how
 features: waveforms -> log-mel (T, n_mels)
 images:   records -> encoded images at the preset size
 shards:   all of the above -> one WebDataset tar, written deterministically
@@ -9,7 +10,9 @@ shards:   all of the above -> one WebDataset tar, written deterministically
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,10 +29,10 @@ from s2ikit.data.shards import ShardWriter, SpokenCaption
 from s2ikit.data.sources import Source, get_source
 from s2ikit.data.sources.layout import file_stamps
 from s2ikit.preparation.plan import Unit
-from s2ikit.tts import SynthesisParams, TTSBackend, load_backend
+from s2ikit.tts import SynthesisParams, TTSBackend, load_backend, load_voice, voice_spec
 from s2ikit.tts.cache import SpeechCache
 from s2ikit.utils.atomic import atomic_path, write_bytes
-from s2ikit.utils.errors import SampleError
+from s2ikit.utils.errors import SampleError, UserError
 from s2ikit.utils.seeds import derive_seed
 
 Tick = Callable[[str, int], None]
@@ -51,14 +54,26 @@ class Resources:
 
     def __init__(self, ctx: PrepareContext):
         self.ctx = ctx
+        self._voices: dict[str, TTSBackend] = {}
 
     @cached_property
     def source(self) -> Source:
         return get_source(self.ctx.dataset, self.ctx.preset, self.ctx.root)
 
-    @cached_property
-    def tts(self) -> TTSBackend:
-        return load_backend(self.ctx.preset.tts)
+    def voice(self, spec: str) -> TTSBackend:
+        """The backend that speaks the voice `spec` (ENGINE:VOICE), built when it first speaks."""
+        if spec not in self._voices:
+            tts = self.ctx.preset.tts
+            if not tts.voices:
+                self._voices[spec] = load_backend(tts)
+            else:
+                # Noise is asked for per utterance, and only of the voices that have it (`spoken_params`).
+                base = dataclasses.replace(tts, voices=(), noise_scale=0.0, noise_w=0.0)
+                try:
+                    self._voices[spec] = load_voice(spec, base)
+                except UserError as e:
+                    raise UserError(f"tts.voices: {e}") from None
+        return self._voices[spec]
 
     @cached_property
     def cache(self) -> SpeechCache:
@@ -79,11 +94,39 @@ def caption_id(key: str, index: int) -> str:
 
 
 def synthesis_params(preset: Preset, key: str, index: int) -> SynthesisParams:
-    """Speaking rate for one caption, from a seeded hash: stable across reruns, varied across captions."""
+    """Speaking rate and pitch for one caption, from seeded hashes: stable across reruns, varied across captions.
+    Each value has its own hash, so adding pitches or voices leaves every caption's rate as it was."""
+    tts, seed = preset.tts, preset.prepare.seed
+    scale = tts.length_scales[derive_seed(seed, "prepare/speaking_rate", key, index) % len(tts.length_scales)]
+    pitch = tts.pitches[derive_seed(seed, f"tts/pitch/{key}", index) % len(tts.pitches)]
+    return SynthesisParams(length_scale=scale, noise_scale=tts.noise_scale, noise_w=tts.noise_w, pitch=pitch)
+
+
+def caption_voice(preset: Preset, key: str, index: int) -> str:
+    """Who speaks one caption (ENGINE:VOICE): one of `tts.voices` by a seeded hash, else the single voice."""
     tts = preset.tts
-    pick = derive_seed(preset.prepare.seed, "prepare/speaking_rate", key, index)
-    scale = tts.length_scales[pick % len(tts.length_scales)]
-    return SynthesisParams(length_scale=scale, noise_scale=tts.noise_scale, noise_w=tts.noise_w)
+    if not tts.voices:
+        return voice_spec(tts)
+    return tts.voices[derive_seed(preset.prepare.seed, f"tts/voice/{key}", index) % len(tts.voices)]
+
+
+def spoken_params(params: SynthesisParams, controls: frozenset[str]) -> SynthesisParams:
+    """`params` with each setting the voice has no control for back at its neutral value: a voice without a
+    pitch control speaks at its own pitch rather than failing the caption."""
+    neutral = SynthesisParams()
+    fields = (f.name for f in dataclasses.fields(SynthesisParams))
+    return dataclasses.replace(params, **{f: getattr(neutral, f) for f in fields if f not in controls})
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """Who spoke one caption and with which prosody; recorded in the shard when the data set has several voices."""
+
+    voice: str  # ENGINE:VOICE
+    params: SynthesisParams  # as spoken (after `spoken_params`)
+
+
+SPEAKERS = "__speakers__"  # the speech npz's member holding {caption id: speaker}, as UTF-8 JSON
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -100,48 +143,59 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def run_speech(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
-    preset, result, waves = res.ctx.preset, StepResult(), {}
+    preset, result, waves, speakers = res.ctx.preset, StepResult(), {}, {}
     rate = preset.features.sample_rate
     for record in unit.records:
         for i, caption in enumerate(record.captions):
             try:
+                cid = caption_id(record.key, i)
                 if caption.audio is not None:
                     audio = load_audio(Path(res.ctx.root or "") / caption.audio, rate)
                 else:
-                    pcm, pcm_rate = _synthesize(res, record, i)
+                    pcm, pcm_rate, speakers[cid] = _synthesize(res, record, i)
                     audio = resample(from_int16(pcm), pcm_rate, rate)
                 if audio.size == 0:
                     raise SampleError("no audio")
                 flac = encode_flac(to_int16(audio), rate)
-                waves[caption_id(record.key, i)] = np.frombuffer(flac, dtype=np.uint8)
+                waves[cid] = np.frombuffer(flac, dtype=np.uint8)
                 result.ok += 1
             except SampleError as e:
                 result.fail("speech", record.key, i, str(e))
         tick("speech", 1)
+    if preset.tts.voices:  # a single voice is the data set's (dataset.json), so its shards stay as they were
+        spoken = {cid: speaker_json(s) for cid, s in speakers.items() if cid in waves}
+        waves[SPEAKERS] = np.frombuffer(json.dumps(spoken, sort_keys=True).encode(), dtype=np.uint8)
     _save_npz(output, waves)
     return result
 
 
-def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray, int]:
-    """int16 samples at the backend's rate, from the cache or the TTS (then cached)."""
+def speaker_json(speaker: Speaker) -> dict[str, Any]:
+    return {"voice": speaker.voice, "length_scale": speaker.params.length_scale, "pitch": speaker.params.pitch}
+
+
+def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray, int, Speaker]:
+    """int16 samples at the voice's rate, from the cache or the TTS (then cached), and who spoke them."""
     text = record.captions[index].text.strip()
     if not text:
         raise SampleError("empty caption")
     if "\x00" in text:  # what a UTF-16 caption file decoded as UTF-8 looks like; no TTS can speak it
         raise SampleError("caption holds NUL characters (a caption file that is not UTF-8?)")
-    params = synthesis_params(res.ctx.preset, record.key, index)
-    key = res.cache.key(res.tts.voice_id, text, params)
+    spec = caption_voice(res.ctx.preset, record.key, index)
+    tts = res.voice(spec)
+    params = spoken_params(synthesis_params(res.ctx.preset, record.key, index), tts.controls)
+    speaker = Speaker(spec, params)
+    key = res.cache.key(tts.voice_id, text, params)
     hit = res.cache.get(key)
     if hit is not None:
-        return hit
+        return (*hit, speaker)
     try:
-        pcm = to_int16(res.tts.synthesize(text, params))
+        pcm = to_int16(tts.synthesize(text, params))
     except SampleError:
         raise
     except Exception as e:  # a backend failing on one sentence must not stop the run
         raise SampleError(f"TTS failed: {type(e).__name__}: {e}") from None
-    res.cache.put(key, pcm, res.tts.sample_rate)
-    return pcm, res.tts.sample_rate
+    res.cache.put(key, pcm, tts.sample_rate)
+    return pcm, tts.sample_rate, speaker
 
 
 def run_features(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
@@ -186,6 +240,7 @@ def run_shards(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path
     ctx, result = res.ctx, StepResult()
     ext = ctx.preset.prepare.image_format
     waves, feats, images = (_load_npz(inputs[k]) for k in ("speech", "features", "images"))
+    speakers = json.loads(waves[SPEAKERS].tobytes()) if SPEAKERS in waves else {}
     with atomic_path(output) as tmp, open(tmp, "wb") as f:
         writer = ShardWriter(f)
         for record in unit.records:
@@ -193,7 +248,7 @@ def run_shards(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path
             if record.key not in images:
                 continue  # image failure already recorded
             captions = [
-                SpokenCaption(i, caption.text, waves[cid].tobytes(), feats[cid])
+                SpokenCaption(i, caption.text, waves[cid].tobytes(), feats[cid], **speakers.get(cid, {}))
                 for i, caption in enumerate(record.captions)
                 if (cid := caption_id(record.key, i)) in feats
             ]
@@ -240,6 +295,11 @@ def _work(step: str, ext: str) -> Callable[[Unit], Path]:
 
 def _speech_settings(ctx: PrepareContext) -> dict[str, Any]:
     tts = {k: v for k, v in as_dict(ctx.preset.tts).items() if k != "threads"}  # threads change speed only
+    # Left out at their defaults, so that data sets prepared before these settings existed stay up to date.
+    if not ctx.preset.tts.voices:
+        del tts["voices"]
+    if ctx.preset.tts.pitches == (1.0,):
+        del tts["pitches"]
     return {"tts": tts, "seed": ctx.preset.prepare.seed, "sample_rate": ctx.preset.features.sample_rate}
 
 

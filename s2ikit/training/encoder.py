@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from s2ikit.config import EncoderConfig, LoaderConfig, as_dict
 from s2ikit.core import checkpoints
-from s2ikit.core.augment import augment_images, mask_speech
+from s2ikit.core.augment import add_noise, augment_images, mask_speech, stretch_time, warp_mel
 from s2ikit.core.embeddings import embed_split, to_device
 from s2ikit.core.factories import ENCODER_MODEL_SETTINGS, Encoders, build_encoders
 from s2ikit.data.loader import KeySelect, make_loader
@@ -106,6 +106,9 @@ class EncoderTask(Task):
         config, (batch, rng) = self.config, item
         batch["image"] = augment_images(batch["image"], config.image_augment, rng)
         batch["mel"] = mask_speech(batch["mel"], batch["mel_lengths"], config.mask_mel_bins, config.mask_frames, rng)
+        batch["mel"] = warp_mel(batch["mel"], batch["mel_lengths"], config.vtlp_warp, rng)
+        batch["mel"], batch["mel_lengths"] = stretch_time(batch["mel"], batch["mel_lengths"], config.tempo_stretch, rng)
+        batch["mel"] = add_noise(batch["mel"], batch["mel_lengths"], config.mel_noise, rng)
         class_index = self.class_lookup[batch["class_id"]]  # on the host: no device sync for the check
         class_index = class_index.to(self.info.device) if bool((class_index >= 0).all()) else None
         batch = to_device(batch, self.info.device)
