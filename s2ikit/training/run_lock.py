@@ -22,19 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from s2ikit.training.distributed import DistInfo, broadcast_flag
+from s2ikit.utils.atomic import pid_alive
 from s2ikit.utils.errors import UserError
 
 LOCK = ".lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -97,7 +88,7 @@ def acquire(run_dir: Path, log: Callable[[str], None] = print) -> Path:
             holder = _read(path)
             if holder is None:
                 continue  # released between our open and our read
-            if holder["host"] != host or holder["pid"] == os.getpid() or _alive(int(holder["pid"])):
+            if holder["host"] != host or holder["pid"] == os.getpid() or pid_alive(int(holder["pid"])):
                 raise _in_use(run_dir, holder) from None
             if _take_over(path, holder):
                 log(f"WARNING: {run_dir} was locked by PID {holder['pid']} on {host} since {holder['since']}, "

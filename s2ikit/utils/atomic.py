@@ -75,13 +75,14 @@ def remove_stale_temps(folder: str | os.PathLike, *, keep_live: bool = True) -> 
     removed = 0
     for path in Path(folder).rglob(".*.tmp-*"):
         match = _STALE.match(path.name)
-        if match and path.is_file() and not (keep_live and _pid_alive(int(match.group(1)))):
+        if match and path.is_file() and not (keep_live and pid_alive(int(match.group(1)))):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (this process counts; another user's process too)."""
     if pid == os.getpid():
         return True
     try:

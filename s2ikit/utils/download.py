@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.request import Request, urlopen
 
 from s2ikit import __version__
-from s2ikit.utils.atomic import atomic_path, file_sha256
+from s2ikit.utils.atomic import atomic_path, file_sha256, pid_alive
 from s2ikit.utils.checks import at_least, checked, positive
 from s2ikit.utils.errors import UserError
 
@@ -177,22 +177,10 @@ def remove_stale_temps(dest: str | os.PathLike) -> list[Path]:
     dest, removed = Path(dest), []
     for path in dest.parent.glob(f".{dest.name}.tmp-*") if dest.parent.is_dir() else ():
         pid = path.name.rsplit("-", 1)[1]
-        if pid.isdigit() and path.is_file() and not _alive(int(pid)):
+        if pid.isdigit() and path.is_file() and not pid_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def _reason(error: object) -> str:
