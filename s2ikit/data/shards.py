@@ -42,7 +42,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
-
 from webdataset.gopen import gopen, gopen_schemes
 
 from s2ikit.data.records import KEY_PATTERN, Record
