@@ -105,7 +105,7 @@ class ManifestSource:
         return Bounds(rows=cfg.max_rows, text_chars=cfg.max_text_chars, audio_seconds=cfg.max_audio_seconds)
 
     @cached_property
-    def needs_tts(self) -> bool:  # type: ignore[override]
+    def needs_tts(self) -> bool:
         """Whether some caption has text but no recording (the TTS settings then belong to the data set)."""
         return any(not caption.get("audio") for _, fields in self._raw() for caption in self._captions_of(fields))
 
