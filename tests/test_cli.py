@@ -58,7 +58,8 @@ def test_prepare_help_lists_every_data_set_with_a_command():
     from s2ikit.config import datasets
     from s2ikit.data.sources import source_names
 
-    assert sorted(datasets()) == source_names() == ["cub", "flickr8k", "oxford", "places", "shapes"]
+    names = ["cub", "flickr8k", "manifest", "oxford", "places", "shapes", "spokencoco"]
+    assert sorted(datasets()) == source_names() == names
     result = runner.invoke(app, ["prepare", "--help"])
     assert result.exit_code == 0
     assert all(name in result.output for name in datasets()) and "paper" not in result.output

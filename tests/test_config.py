@@ -147,7 +147,7 @@ def test_every_prepare_flag_sets_a_key_of_its_preset():
 
 
 def test_each_data_set_has_its_own_typed_section_read_like_the_fixed_ones():
-    assert set(datasets()) == {"shapes", "cub", "oxford", "flickr8k", "places"}
+    assert set(datasets()) == {"shapes", "cub", "oxford", "flickr8k", "places", "manifest", "spokencoco"}
     preset = load_preset("cub", parse_overrides(["cub.limit=3", "places.limit=2"]))
     assert (preset.cub.limit, preset.places.limit, preset.shapes) == (3, 2, datasets()["shapes"].settings())
     assert type(preset.cub) is datasets()["cub"].settings

@@ -1,6 +1,10 @@
 import json
+import re
+import shutil
+import warnings
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import torchrun
 
@@ -78,3 +82,72 @@ def test_shard_members_have_plain_headers(reference):
             members = tar.getmembers()
             assert members and all(m.pax_headers == {} and m.mtime == 0 for m in members), shard
             assert all(m.offset_data - m.offset == 512 for m in members), shard
+
+
+def _batches(data: Path, config: LoaderConfig) -> list[tuple]:
+    """What a user gets from the loader: keys, captions, image and log-mel tensors, batch by batch."""
+    return [
+        (b["key"], b["caption_index"].tolist(), b["image"], b["mel"], b["mel_lengths"].tolist())
+        for b in make_loader(data, config)
+    ]
+
+
+def _same(a: list[tuple], b: list[tuple]) -> bool:
+    return len(a) == len(b) and all(
+        x[0] == y[0] and x[1] == y[1] and x[4] == y[4] and torch.equal(x[2], y[2]) and torch.equal(x[3], y[3])
+        for x, y in zip(a, b)
+    )
+
+
+def moved_shards(reference: Path, tmp_path: Path, template: str) -> Path:
+    """A copy of the prepared data set whose tars were moved to tmp_path/bucket/<split>/ and are read back
+    through url-template.txt (`template`, with {bucket} for that folder)."""
+    data, bucket = tmp_path / "data", tmp_path / "bucket"
+    shutil.copytree(reference, data)
+    for split in ("train", "test"):
+        (bucket / split).mkdir(parents=True)
+        for tar in sorted((data / "shards" / split).glob("*.tar")):
+            tar.rename(bucket / split / tar.name)
+        line = template.replace("{bucket}", str(bucket / split))
+        (data / "shards" / split / "url-template.txt").write_text(f"# where the shards are\n{line}\n")
+    return data
+
+
+@pytest.mark.parametrize("template", ["pipe:cat {bucket}/{name}", "file:{bucket}/{name}"])
+def test_shards_stream_from_urls_with_the_same_samples_as_local_files(reference, tmp_path, template):
+    data = moved_shards(reference, tmp_path, template)
+    test = LoaderConfig(split="test", mode="test", batch_size=5)
+    streamed = _batches(data, test)
+    assert sum(len(b[0]) for b in streamed) == 16 and _same(streamed, _batches(reference, test))
+    train = LoaderConfig(batch_size=4, shuffle_buffer=8, seed=3)
+    assert _same(_batches(data, train), _batches(reference, train))  # the same draws, in the same order
+
+
+def test_a_failing_shard_command_is_one_line_naming_the_split(reference, tmp_path):
+    data = moved_shards(reference, tmp_path, "pipe:cat {bucket}/missing-{name}")
+    with warnings.catch_warnings(record=True) as seen, pytest.raises(UserError) as error:
+        warnings.simplefilter("always")
+        list(make_loader(data, LoaderConfig(split="test", mode="test", batch_size=5)))
+    assert str(error.value).startswith(f"{data / 'shards' / 'test'}: split 'test': no sample in a full pass")
+    assert any("pipe:cat" in str(w.message) and "damaged shard" in str(w.message) for w in seen)
+
+
+def test_a_url_no_handler_reads_is_one_line(reference, tmp_path):
+    data = moved_shards(reference, tmp_path, "nosuchscheme://bucket/{name}")
+    with pytest.raises(UserError, match=r"^nosuchscheme://bucket/shard-000000\.tar: cannot open nosuchscheme: URLs"):
+        list(make_loader(data, LoaderConfig(split="test", mode="test", batch_size=5)))
+
+
+def test_a_bad_url_template_or_shard_name_is_one_line(reference, tmp_path):
+    data = moved_shards(reference, tmp_path, "pipe:cat {bucket}/{name}")
+    template = data / "shards" / "test" / "url-template.txt"
+    for text, problem in [("pipe:cat a\npipe:cat b\n", "expected one line"), ("pipe:cat x.tar\n", "must hold {name}")]:
+        template.write_text(text)
+        with pytest.raises(UserError, match=rf"url-template\.txt: .*{re.escape(problem)}"):
+            make_loader(data, LoaderConfig(split="test", mode="test"))
+    template.write_text("pipe:cat {name}\n")
+    sizes = data / "shards" / "test" / "sizes.json"
+    sizes.write_text(json.dumps({"x.tar; touch pwned": 3}))  # would be words of the shell command
+    with pytest.raises(UserError, match=r"sizes\.json: 'x\.tar; touch pwned' is not a shard file name"):
+        make_loader(data, LoaderConfig(split="test", mode="test"))
+    assert not (Path.cwd() / "pwned").exists()

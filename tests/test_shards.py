@@ -52,6 +52,11 @@ def test_members_named_like_paths_are_skipped_with_a_warning_naming_the_shard(re
     expected = [n.split(".")[0] for n, _ in good]
     assert [s["__key__"] for s in samples] == list(dict.fromkeys(expected))  # the plain ones, each once
     assert all("/" not in k and not k.startswith(".") for s in samples for k in s)
+    # streamed through a command, the same members are skipped and the same samples come out
+    url = f"pipe:cat {hostile}"
+    with pytest.warns(UserWarning, match=rf"{url}: skipped 5 members .*first: '\.\./"):
+        streamed = list(read_shard(url))
+    assert [{**s, "__url__": str(hostile)} for s in streamed] == samples
 
 
 @pytest.mark.parametrize("workers", [0, 1])

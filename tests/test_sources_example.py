@@ -119,4 +119,5 @@ def test_a_package_adds_the_same_data_set_by_an_entry_point(catalog, monkeypatch
     assert "folder" not in s2ikit.config.datasets()
     s2ikit.data.sources._discover()
     assert load_preset("folder").folder.limit == 0
-    assert s2ikit.data.sources.source_names() == ["cub", "flickr8k", "folder", "oxford", "places", "shapes"]
+    names = ["cub", "flickr8k", "folder", "manifest", "oxford", "places", "shapes", "spokencoco"]
+    assert s2ikit.data.sources.source_names() == names

@@ -7,7 +7,9 @@ train: resampled shard list (seeded per rank and worker) -> tar to samples (`sha
 test:  shard list in order -> split_by_node -> split_by_worker -> tar to samples -> key selection -> decode ->
        every caption once -> batches (last one partial).
 
-Shards that yield no usable sample at all are a one-line UserError naming the split's folder (`PassGuard`).
+Shards are read where `shards/<split>/sizes.json` is, or from the URLs `shards/<split>/url-template.txt` names
+(`shards.shard_locations`: `pipe:`, `file:`, `s3://`, ...), streamed by the same reader. Shards that yield no
+usable sample at all are a one-line UserError naming the split's folder (`PassGuard`).
 
 A batch is a dict: image (B, 3, H, W) in [-1, 1], mel (B, T_max, n_mels) zero-padded, mel_lengths (B,),
 class_id (B,), caption_index (B,), key (list), text (list), attributes (list of the records' attribute dicts),
@@ -29,14 +31,15 @@ import torch
 import webdataset as wds
 
 from s2ikit.config import LoaderConfig
-from s2ikit.data.shards import decode_members, read_shard, read_sizes, split_folder
+from s2ikit.data.shards import decode_members, read_shard, read_sizes, shard_locations, split_folder
 from s2ikit.utils.errors import UserError
 
 
 def shard_list(data_dir: str | Path, split: str) -> tuple[list[str], dict[str, int]]:
-    """Shard paths of `split` with samples (from sizes.json) and the sizes themselves."""
+    """Shard locations of `split` with samples (from sizes.json; local paths, or URLs by url-template.txt) and the
+    sizes themselves."""
     folder, sizes = split_folder(data_dir, split), read_sizes(data_dir, split)
-    urls = [str(folder / name) for name, n in sorted(sizes.items()) if n > 0]
+    urls = shard_locations(data_dir, split, [name for name, n in sorted(sizes.items()) if n > 0])
     if not urls:
         raise UserError(f"{folder}: no samples in split '{split}'")
     return urls, sizes

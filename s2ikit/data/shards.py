@@ -16,10 +16,17 @@ Beside each split's shards, `shards/<split>/sizes.json` maps each shard's file n
 convention): `prepare` writes it with `write_sizes` when it finalizes, the loader reads it with `read_sizes`, and
 `has_split` says whether a prepared split exists.
 
+Shards need not sit beside sizes.json: `shards/<split>/url-template.txt`, when present, holds one line naming where
+each shard of sizes.json is read from, `{name}` standing for its file name (`pipe:aws s3 cp s3://bucket/train/{name}
+-`, `https://host/train/{name}`, `file:/scratch/train/{name}`). `shard_locations` gives each shard's location,
+`read_shard` opens a URL through webdataset's `gopen` (`pipe:` runs the command in a shell and reads its output;
+`file:`, `http(s):`, `gs:` ...), or through fsspec for the schemes gopen has no handler for (`s3://` with s3fs).
+
 A shard is untrusted input. The reader skips members that are not regular files, whose name is not a plain key
 followed by a suffix of the schema (a path such as `../x` or `/etc/x`, a key with `/`, `KEY.gif`) or that are
 larger than any sample member can be, with one warning per shard naming it; nothing from a shard is written to
-disk or unpickled, and images larger than `MAX_SAMPLE_PIXELS` are refused before they are decoded.
+disk or unpickled, and images larger than `MAX_SAMPLE_PIXELS` are refused before they are decoded. A shard read
+from a URL is read as a stream, member by member, under the same rules.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
+from webdataset.gopen import gopen, gopen_schemes
 
 from s2ikit.data.records import KEY_PATTERN, Record
 from s2ikit.utils.atomic import write_json
@@ -50,6 +58,14 @@ _CAPTION = re.compile(r"^c(\d{2})\.(flac|npy)$")
 MAX_MEMBER_BYTES = 64 << 20
 MAX_SAMPLE_PIXELS = 4096 * 4096
 SIZES = "sizes.json"  # in shards/<split>/: {shard file name: samples in it}
+URL_TEMPLATE = "url-template.txt"  # in shards/<split>/, optional: where the shards are read from
+# A URL starts with a scheme of two letters or more (pipe:, file:, s3://, https://); a one-letter one is a
+# Windows drive (C:\...), a local path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
+# sizes.json names a shard by its file name. The name is put into url-template.txt's line, which `pipe:` hands
+# to a shell: only plain names may be, so a tampered sizes.json cannot add words to the command.
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+MAX_URL_CHARS = 4096
 
 
 def split_folder(data_dir: str | Path, split: str) -> Path:
@@ -74,6 +90,61 @@ def read_sizes(data_dir: str | Path, split: str) -> dict[str, int]:
     if not isinstance(sizes, dict) or not all(isinstance(n, int) for n in sizes.values()):
         raise UserError(f"{path}: not a map of shard names to sample counts; rerun `s2ikit prepare`")
     return sizes
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether a shard location is a URL (pipe:, file:, s3://, ...) rather than a local path."""
+    return isinstance(location, str) and bool(_URL.match(location))
+
+
+def read_url_template(data_dir: str | Path, split: str) -> str | None:
+    """`split`'s url-template.txt: its one line (comments start with #), or None when there is no such file."""
+    path = split_folder(data_dir, split) / URL_TEMPLATE
+    if not path.is_file():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if len(lines) != 1:
+        raise UserError(f"{path}: expected one line naming each shard's location with {{name}}, found {len(lines)}")
+    (template,) = lines
+    if "{name}" not in template or len(template) > MAX_URL_CHARS:
+        raise UserError(
+            f"{path}: the line must hold {{name}} (the shard's file name) and be at most {MAX_URL_CHARS} characters"
+        )
+    return template
+
+
+def shard_locations(data_dir: str | Path, split: str, names: list[str]) -> list[str]:
+    """Where each named shard of `split` is read: beside sizes.json, or where url-template.txt says."""
+    folder, template = split_folder(data_dir, split), read_url_template(data_dir, split)
+    bad = next((n for n in names if not _SHARD_NAME.fullmatch(n)), None)
+    if bad is not None:
+        raise UserError(f"{folder / SIZES}: {bad!r} is not a shard file name (letters, digits, '_', '.', '-')")
+    if template is None:
+        return [str(folder / name) for name in names]
+    return [template.replace("{name}", name) for name in names]
+
+
+def open_shard(location: str | Path) -> BinaryIO:
+    """A shard's bytes as a stream: a local path as a file, a URL through gopen (or fsspec for schemes gopen has
+    no handler for). A URL no handler reads is one line naming it."""
+    if not is_url(location):
+        return open(location, "rb")
+    scheme = str(location).split(":", 1)[0].lower()
+    if scheme == "file" or scheme in gopen_schemes:
+        return gopen(str(location), "rb")
+    try:
+        import fsspec
+
+        return fsspec.open(str(location), "rb").open()
+    except (ImportError, ValueError) as e:  # fsspec missing, or its package for the scheme (s3fs for s3://)
+        raise UserError(
+            f"{location}: cannot open {scheme}: URLs ({e}); install fsspec and its {scheme} package, or name the "
+            "shard as 'pipe:COMMAND' with a command that writes it to its output"
+        ) from None
 
 
 def has_split(data_dir: str | Path, split: str) -> bool:
@@ -164,8 +235,9 @@ def _parse_member(member: tarfile.TarInfo) -> tuple[str, str] | None:
 
 
 def read_shard(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Raw samples of one shard: {"__key__", "__url__", suffix: bytes, ...}. Unusable members are skipped and
-    counted in one warning; a damaged tar ends the shard early with a warning (the samples before it are kept)."""
+    """Raw samples of one shard, a local path or a URL (`open_shard`): {"__key__", "__url__", suffix: bytes, ...}.
+    Unusable members are skipped and counted in one warning; a damaged tar, or a stream that breaks off (a
+    `pipe:` command that fails), ends the shard early with a warning (the samples before it are kept)."""
     skipped: Counter[str] = Counter()
     first_skipped = ""
     current: dict[str, Any] | None = None
@@ -176,7 +248,7 @@ def read_shard(path: str | Path) -> Iterator[dict[str, Any]]:
         first_skipped = first_skipped or f"{name!r} ({why})"
 
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with open_shard(path) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     skip(member.name, "not a regular file")
