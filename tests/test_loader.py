@@ -11,6 +11,7 @@ from conftest import torchrun
 from s2ikit.config import LoaderConfig
 from s2ikit.data.loader import make_loader
 from s2ikit.data.records import read_index
+from s2ikit.data.shards import ALLOW_PIPE
 from s2ikit.utils.errors import UserError
 
 
@@ -114,7 +115,8 @@ def moved_shards(reference: Path, tmp_path: Path, template: str) -> Path:
 
 
 @pytest.mark.parametrize("template", ["pipe:cat {bucket}/{name}", "file:{bucket}/{name}"])
-def test_shards_stream_from_urls_with_the_same_samples_as_local_files(reference, tmp_path, template):
+def test_shards_stream_from_urls_with_the_same_samples_as_local_files(reference, tmp_path, template, monkeypatch):
+    monkeypatch.setenv(ALLOW_PIPE, "1")
     data = moved_shards(reference, tmp_path, template)
     test = LoaderConfig(split="test", mode="test", batch_size=5)
     streamed = _batches(data, test)
@@ -123,7 +125,20 @@ def test_shards_stream_from_urls_with_the_same_samples_as_local_files(reference,
     assert _same(_batches(data, train), _batches(reference, train))  # the same draws, in the same order
 
 
-def test_a_failing_shard_command_is_one_line_naming_the_split(reference, tmp_path):
+def test_a_pipe_command_in_a_data_folder_runs_only_when_the_user_allows_it(reference, tmp_path, monkeypatch):
+    monkeypatch.delenv(ALLOW_PIPE, raising=False)
+    marker = tmp_path / "ran"
+    data = moved_shards(reference, tmp_path, f"pipe:touch {marker}; cat {{bucket}}/{{name}}")
+    with pytest.raises(UserError, match=rf"url-template\.txt: names shards through a shell command .*{ALLOW_PIPE}=1"):
+        list(make_loader(data, LoaderConfig(split="test", mode="test", batch_size=5)))
+    assert not marker.exists()
+    monkeypatch.setenv(ALLOW_PIPE, "1")
+    assert sum(len(b[0]) for b in _batches(data, LoaderConfig(split="test", mode="test", batch_size=5))) == 16
+    assert marker.exists()
+
+
+def test_a_failing_shard_command_is_one_line_naming_the_split(reference, tmp_path, monkeypatch):
+    monkeypatch.setenv(ALLOW_PIPE, "1")
     data = moved_shards(reference, tmp_path, "pipe:cat {bucket}/missing-{name}")
     with warnings.catch_warnings(record=True) as seen, pytest.raises(UserError) as error:
         warnings.simplefilter("always")
@@ -138,7 +153,8 @@ def test_a_url_no_handler_reads_is_one_line(reference, tmp_path):
         list(make_loader(data, LoaderConfig(split="test", mode="test", batch_size=5)))
 
 
-def test_a_bad_url_template_or_shard_name_is_one_line(reference, tmp_path):
+def test_a_bad_url_template_or_shard_name_is_one_line(reference, tmp_path, monkeypatch):
+    monkeypatch.setenv(ALLOW_PIPE, "1")
     data = moved_shards(reference, tmp_path, "pipe:cat {bucket}/{name}")
     template = data / "shards" / "test" / "url-template.txt"
     for text, problem in [("pipe:cat a\npipe:cat b\n", "expected one line"), ("pipe:cat x.tar\n", "must hold {name}")]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tarfile
 import warnings
@@ -59,6 +60,7 @@ MAX_MEMBER_BYTES = 64 << 20
 MAX_SAMPLE_PIXELS = 4096 * 4096
 SIZES = "sizes.json"  # in shards/<split>/: {shard file name: samples in it}
 URL_TEMPLATE = "url-template.txt"  # in shards/<split>/, optional: where the shards are read from
+ALLOW_PIPE = "S2IKIT_ALLOW_PIPE"  # =1: the user has read url-template.txt and lets its pipe: command run
 # A URL starts with a scheme of two letters or more (pipe:, file:, s3://, https://); a one-letter one is a
 # Windows drive (C:\...), a local path.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
@@ -110,6 +112,12 @@ def read_url_template(data_dir: str | Path, split: str) -> str | None:
     if len(lines) != 1:
         raise UserError(f"{path}: expected one line naming each shard's location with {{name}}, found {len(lines)}")
     (template,) = lines
+    # A data folder is input like any other: a command written into it runs only when its user says so.
+    if template.lower().startswith("pipe:") and os.environ.get(ALLOW_PIPE) != "1":
+        raise UserError(
+            f"{path}: names shards through a shell command ({template[:80]!r}); read it, then set {ALLOW_PIPE}=1 to "
+            "run it"
+        )
     if "{name}" not in template or len(template) > MAX_URL_CHARS:
         raise UserError(
             f"{path}: the line must hold {{name}} (the shard's file name) and be at most {MAX_URL_CHARS} characters"
