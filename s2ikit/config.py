@@ -181,7 +181,11 @@ class EncoderConfig:
     # Inception-v3 state dict; empty: torch hub cache (inception_v3_google-*.pth)
     image_weights: str = setting("", group="init")
     cnn_width: int = setting(16, at_least(1), group="network")  # channels of the first "cnn" stage
-    batch_size: int = setting(128, at_least(1), group="optimisation")  # per process
+    # images per optimiser step over all processes (the global batch: the same on 1 and on 8 GPUs)
+    batch_size: int = setting(128, at_least(1), group="optimisation")
+    # images one process puts through the networks at once (the contrastive loss's batch); 0 = batch_size / the
+    # number of processes. Smaller: gradient accumulation (training/scale.py has the rule)
+    batch_per_process: int = setting(0, at_least(0), group="optimisation")
     lr: float = setting(1e-3, positive, group="optimisation")
     betas: tuple[float, ...] = setting((0.95, 0.999), items(fraction, count=2), group="optimisation")
     weight_decay: float = setting(1e-3, at_least(0), group="optimisation")
@@ -228,7 +232,11 @@ class GANConfig:
     # "wfm" (the paper), "add" or "product": Table 4
     fusion: Literal["wfm", "add", "product"] = setting("wfm", group="network")
     attention: Literal["pam", "none"] = setting("pam", group="network")  # "pam" (the paper) or "none": Table 3
-    batch_size: int = setting(32, at_least(1), group="optimisation")  # per process
+    # images per optimiser step over all processes (the global batch: the same on 1 and on 8 GPUs)
+    batch_size: int = setting(32, at_least(1), group="optimisation")
+    # images one process puts through the networks at once (BatchNorm's and the mismatched pairs' batch);
+    # 0 = batch_size / the number of processes. Smaller: gradient accumulation (training/scale.py has the rule)
+    batch_per_process: int = setting(0, at_least(0), group="optimisation")
     lr_g: float = setting(1e-4, positive, group="optimisation")  # TTUR (paper Sect. 5.1)
     lr_d: float = setting(4e-4, positive, group="optimisation")
     betas: tuple[float, ...] = setting((0.0, 0.9), items(fraction, count=2), group="optimisation")

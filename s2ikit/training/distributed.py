@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -59,19 +60,49 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def sync_gradients(module: torch.nn.Module, info: DistInfo) -> None:
+def sync_gradients(module: torch.nn.Module, info: DistInfo, accumulation: int = 1) -> None:
     """Average gradients across ranks by hand after a phase (as StyleGAN2-ADA does): DDP wrappers cannot carry
-    MA-GP's double backward."""
+    MA-GP's double backward. The gradients hold the sum of `accumulation` micro-batches' each: the result is the
+    mean over all of them (one division, after the sum: training/scale.py)."""
     if info.world_size == 1:
+        if accumulation > 1:
+            for p in module.parameters():
+                if p.grad is not None:
+                    p.grad.div_(accumulation)
         return
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     flat = torch.cat([g.flatten() for g in grads])
     dist.all_reduce(flat)
-    flat /= info.world_size
+    flat /= info.world_size * accumulation
     offset = 0
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def mean_statistics(parts: list[dict[str, torch.Tensor]], info: DistInfo) -> dict[str, torch.Tensor]:
+    """A step's statistics: the mean over this process's micro-batches and over the processes (one all-reduce);
+    a single micro-batch of a single process is returned as it is."""
+    if len(parts) == 1 and info.world_size == 1:
+        return parts[0]
+    keys = list(parts[0])
+    total = torch.stack([parts[0][k].float() for k in keys])
+    for part in parts[1:]:
+        total = total + torch.stack([part[k].float() for k in keys])
+    if info.world_size > 1:
+        dist.all_reduce(total)
+    total = total / (len(parts) * info.world_size)
+    return dict(zip(keys, total.unbind()))
+
+
+def device_names(info: DistInfo) -> list[str]:
+    """Every rank's device, by rank: the GPU's name, or "cpu"."""
+    mine = torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else info.device.type
+    if info.world_size == 1:
+        return [mine]
+    names: list[Any] = [None] * info.world_size
+    dist.all_gather_object(names, mine)
+    return [str(n) for n in names]
 
 
 def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:

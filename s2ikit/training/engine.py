@@ -12,8 +12,11 @@ Every step is a function of (seed, step): a task's batches for an epoch are a pu
 resumed run skips the batches its interrupted epoch already consumed and then replays what an uninterrupted run
 would have done. `metrics.jsonl` is truncated to the resumed step, so a replay never duplicates a line.
 A resume on another data folder than the run recorded is refused unless asked for (`allow_new_data`).
-Run folder: config.json (the current settings), metrics.jsonl, resumes.jsonl (each resume's step, changed
-settings and, when allowed, the new data folder), status.json (how the run ended), checkpoints/.
+A resume on another world size keeps the global batch (training/scale.py) and says so in one line.
+Run folder: config.json (the current settings, with `scale`: world size, per-process batch, accumulation),
+run.json (what ran it, from the latest start: s2ikit and torch versions, the command line, world size and
+devices), metrics.jsonl, resumes.jsonl (each resume's step, changed settings, and, when they changed, the scale
+and the data folder), status.json (how the run ended, with its exit code), checkpoints/.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,14 +35,16 @@ from typing import Any
 
 import torch
 
+from s2ikit import __version__
 from s2ikit.core import checkpoints
-from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag
+from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag, device_names
 from s2ikit.training.monitor import RunMonitor
+from s2ikit.training.scale import describe_change
 from s2ikit.utils.atomic import read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
 from s2ikit.utils.jsonl import append_jsonl
 
-METRICS, CONFIG, RESUMES = "metrics.jsonl", "config.json", "resumes.jsonl"
+METRICS, CONFIG, RESUMES, RUN_RECORD = "metrics.jsonl", "config.json", "resumes.jsonl", "run.json"
 STATUS = checkpoints.RUN_STATUS
 
 
@@ -196,6 +204,29 @@ def check_data(
     return [was, now]
 
 
+def _scale_change(saved: dict[str, Any] | None, current: dict[str, Any]) -> tuple[dict, dict] | None:
+    """(was, now) when the state was saved at another world size or batch split; None otherwise (or unknown)."""
+    was, now = (saved or {}).get("scale"), current.get("scale")
+    if not was or not now or was == now:
+        return None
+    return was, now
+
+
+def run_record(info: DistInfo, devices: list[str]) -> dict[str, Any]:
+    """What ran the latest start of a run: versions, command line, world size and each rank's device."""
+    return {
+        "s2ikit": __version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "host": socket.gethostname(),
+        "world_size": info.world_size,
+        "devices": devices,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
 def _truncate_metrics(path: Path, step: int, steps_per_epoch: int) -> None:
     """Drop the lines after `step`: the resumed run writes them again."""
     if not path.is_file():
@@ -233,6 +264,7 @@ class Engine:
             new_data = check_data(self.run_dir, saved, self.config, allow_new_data)
             changes = check_resume(path, saved.get(self.section) if saved else None, self.config[self.section],
                                    self.section, task.model_settings, self.log)  # fmt: skip
+            scale = _scale_change(saved, self.config)
             task.load_state(state)
             step = task.resume_step(state, self.schedule.steps_per_epoch)
             if self.info.is_main and step < self.schedule.total_steps:
@@ -241,15 +273,20 @@ class Engine:
                 self.log(f"resuming from {path} at step {step} of {self.schedule.total_steps} ({where})")
                 if new_data:
                     self.log(f"resuming on a new data folder: {new_data[0]} -> {new_data[1]}")
-                record = {"step": step, "changed": changes, **({"data": new_data} if new_data else {})}
+                if scale:
+                    self.log(describe_change(self.section, *scale))
+                record = {"step": step, "changed": changes, **({"data": new_data} if new_data else {}),
+                          **({"scale": list(scale)} if scale else {})}  # fmt: skip
                 append_jsonl(self.run_dir / RESUMES, record)
         if self.info.is_main and step < self.schedule.total_steps:
             # the lines logged after the state (all of them when a run was killed before its first checkpoint)
             # are written again
             _truncate_metrics(self.run_dir / METRICS, step, self.schedule.steps_per_epoch)
+        devices = device_names(self.info)  # a collective: every rank, before the main rank writes
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / CONFIG, self.config, only_if_changed=True)
+            write_json(self.run_dir / RUN_RECORD, run_record(self.info, devices))
         return step
 
     def run(self, task: Task, start_step: int) -> dict[str, Any]:
