@@ -75,8 +75,9 @@ def plan_batches(section: str, batch_size: int, batch_per_process: int, world_si
 
 def describe_change(section: str, was: dict[str, Any], now: dict[str, Any]) -> str:
     """The one line a resume on another world size logs."""
+    n = now["world_size"]
     return (
-        f"resuming on {now['world_size']} processes (was {was.get('world_size', '?')}): the global batch stays "
+        f"resuming on {n} process{'es' if n > 1 else ''} (was {was.get('world_size', '?')}): the global batch stays "
         f"{section}.batch_size={now['batch_size']}; per process {was.get('batch_per_process', '?')} -> "
         f"{now['batch_per_process']}, accumulation {was.get('accumulation', '?')} -> {now['accumulation']}. The "
         "steps from here are not bit for bit those the old world size would have taken"
