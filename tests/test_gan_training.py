@@ -95,7 +95,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(reference, encoder_
 
 def test_two_process_ddp_gan_training_on_cpu(reference, encoder_run, tmp_path):
     run = tmp_path / "ddp"
-    sets = ["gan.image_size=32", "gan.ngf=4", "gan.ndf=4", "gan.batch_size=2", "gan.num_workers=0", "gan.log_every=1"]
+    sets = ["gan.image_size=32", "gan.ngf=4", "gan.ndf=4", "gan.batch_size=4", "gan.num_workers=0", "gan.log_every=1"]
     args = ["-m", "s2ikit", "train-gan", "-d", str(reference), "-e", str(encoder_run), "-r", str(run), "--steps", "2"]
     for s in sets:
         args += ["--set", s]

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from s2ikit.utils.errors import UserError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -29,8 +31,22 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def check_launcher(environ: dict[str, str] | None = None) -> None:
+    """Refuse `srun` starting several copies of a training without torchrun: each would train alone, all on one run
+    folder. torchrun sets RANK and WORLD_SIZE; Slurm sets SLURM_NTASKS (and SLURM_PROCID) for every task it starts."""
+    env = os.environ if environ is None else environ
+    tasks = env.get("SLURM_NTASKS", "1")
+    if tasks.isdigit() and int(tasks) > 1 and not ("RANK" in env and "WORLD_SIZE" in env):
+        raise UserError(
+            f"started as one of {tasks} Slurm tasks without torchrun: each would train alone on the same run folder. "
+            "Start one task per node running torchrun (docs/cluster.md): srun --ntasks-per-node=1 torchrun "
+            "--nnodes $SLURM_NNODES --nproc_per_node 4 --rdzv_backend c10d --rdzv_endpoint HOST:29500 -m s2ikit ..."
+        )
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group when WORLD_SIZE > 1 (set by torchrun) and pick this process's device."""
+    check_launcher()
     cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -47,6 +63,15 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
         return flag
     t = torch.tensor([1 if flag else 0], device=info.device)
     dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """Whether any rank's `flag` is set, seen by every rank (a host sync under torchrun)."""
+    if info.world_size == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
 

@@ -37,15 +37,30 @@ import torch
 
 from s2ikit import __version__
 from s2ikit.core import checkpoints
-from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag, device_names
+from s2ikit.training.distributed import DistInfo, any_rank, barrier, broadcast_flag, device_names
 from s2ikit.training.monitor import RunMonitor
 from s2ikit.training.scale import describe_change
 from s2ikit.utils.atomic import read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.exit_codes import DIVERGED, DONE, PREEMPTED, TIME_BUDGET
 from s2ikit.utils.jsonl import append_jsonl
+from s2ikit.utils.stop_signals import StopSignals
 
 METRICS, CONFIG, RESUMES, RUN_RECORD = "metrics.jsonl", "config.json", "resumes.jsonl", "run.json"
 STATUS = checkpoints.RUN_STATUS
+EXIT_CODES = {"schedule": DONE, "time_budget": TIME_BUDGET, "preempted": PREEMPTED}  # status.json's exit_code
+
+
+class Diverged(UserError):
+    """A loss went non-finite or past the threshold; the last good checkpoint is kept."""
+
+    exit_code = DIVERGED
+
+
+class Preempted(UserError):
+    """SIGTERM or SIGUSR1 stopped the run at a step boundary, its state saved: the same command goes on."""
+
+    exit_code = PREEMPTED
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,12 @@ def _scale_change(saved: dict[str, Any] | None, current: dict[str, Any]) -> tupl
     return was, now
 
 
+def exit_code(run_dir: Path) -> int:
+    """The exit status of the run's last training (status.json's `exit_code`; 0 when it has none)."""
+    path = Path(run_dir) / STATUS
+    return int(read_json(path).get("exit_code", DONE)) if path.is_file() else DONE
+
+
 def run_record(info: DistInfo, devices: list[str]) -> dict[str, Any]:
     """What ran the latest start of a run: versions, command line, world size and each rank's device."""
     return {
@@ -295,7 +316,9 @@ class Engine:
             task.before_first_step(start_step)
             self.monitor.start(start_step, self.schedule.total_steps)
         try:
-            return self._train(task, start_step)
+            # SIGTERM / SIGUSR1 from here on are acted on at the next step boundary (before: run_lock's exit)
+            with StopSignals() as self.signals:
+                return self._train(task, start_step)
         finally:
             self.monitor.close()
 
@@ -326,11 +349,22 @@ class Engine:
                 if s.time_budget_minutes and (s.resumable_mid_epoch or epoch_end):
                     # rank 0's clock decides; the broadcast is a host sync, so only on steps that check the clock
                     out_of_time = broadcast_flag(time.monotonic() - started > 60 * s.time_budget_minutes, info)
+                # every step: a signal may reach the ranks at different steps, so they agree on one (a host sync
+                # per step under torchrun; none on one process)
+                signalled = any_rank(self.signals.received is not None, info)
                 if step >= s.total_steps:
                     stopped = {"reason": "schedule", "step": step, "total_steps": s.total_steps}
                 elif out_of_time:
                     stopped = {"reason": "time_budget", "step": step, "total_steps": s.total_steps,
                                "time_budget_minutes": s.time_budget_minutes}  # fmt: skip
+                elif signalled:
+                    name = self.signals.received or "a signal"  # another rank's
+                    if not (s.resumable_mid_epoch or epoch_end):
+                        # this task resumes only at an epoch's start: stop now, the epoch is trained again
+                        stopped = {"reason": "preempted", "signal": name, "step": last_good,
+                                   "total_steps": s.total_steps}  # fmt: skip
+                        break
+                    stopped = {"reason": "preempted", "signal": name, "step": step, "total_steps": s.total_steps}
                 if epoch_end or stopped:
                     extra = task.end_epoch(epoch, stopped is not None, time.monotonic() - epoch_started)
                 else:
@@ -340,7 +374,7 @@ class Engine:
                 if log_due or checkpoint_due:
                     means, bad = stats.read() if log_due else ({}, stats.diverged())
                     if broadcast_flag(bad, info):
-                        raise UserError(
+                        raise Diverged(
                             f"training diverged between steps {last_good} and {step} (a loss is not finite or "
                             f"above {s.divergence_threshold:g}); the last good checkpoint is "
                             f"{self.run_dir / task.state_file}. Lower the learning rates or raise the gradient "
@@ -369,7 +403,7 @@ class Engine:
                 if stopped:
                     break
         if info.is_main:
-            write_json(self.run_dir / STATUS, stopped)
+            write_json(self.run_dir / STATUS, {**stopped, "exit_code": EXIT_CODES[stopped["reason"]]})
             if stopped["reason"] == "time_budget":
                 epoch = (step - 1) // s.steps_per_epoch + 1
                 append_jsonl(self.run_dir / METRICS, {"epoch": epoch, "event": "stopped", **stopped})
@@ -377,4 +411,9 @@ class Engine:
                     f"WARNING: the time budget of {s.time_budget_minutes} min stopped this run at step {step} of "
                     f"{s.total_steps}; its results depend on the machine's speed. Rerun the same command to go on."
                 )
+        if stopped["reason"] == "preempted":
+            raise Preempted(
+                f"stopped by {stopped['signal']} at step {stopped['step']} of {s.total_steps}, the training state "
+                f"saved in {self.run_dir / task.state_file}; rerun the same command to go on (exit {PREEMPTED})"
+            )
         return stopped
