@@ -208,6 +208,11 @@ class EncoderConfig:
     time_budget_minutes: float = setting(0.0, at_least(0), group="schedule")
     num_workers: int = setting(2, at_least(0), group="run")  # DataLoader workers per process
     seed: int = setting(0, group="run")
+    # autocast precision: "auto" = bf16 on CUDA GPUs that support it, fp16 with gradient scaling on older ones, fp32
+    # on CPU; "bf16" / "fp16" force it (CPU autocast on a CPU); "fp32" = no autocast (training/precision.py)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = setting("auto", group="run")
+    # allow TF32 in fp32 matmuls and convolutions (Ampere and later GPUs); false keeps torch's defaults
+    tf32: bool = setting(False, group="run")
 
 
 @dataclass(frozen=True)
@@ -292,6 +297,11 @@ class GANConfig:
     num_workers: int = setting(2, at_least(0), group="run")
     seed: int = setting(0, group="run")
     channels_last: bool = setting(True, group="run")  # CUDA only: faster convolutions on tensor cores
+    # autocast precision: "auto" = bf16 on CUDA GPUs that support it, fp16 with gradient scaling on older ones, fp32
+    # on CPU; "bf16" / "fp16" force it (CPU autocast on a CPU); "fp32" = no autocast (training/precision.py)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = setting("auto", group="run")
+    # allow TF32 in fp32 matmuls and convolutions (Ampere and later GPUs); false keeps torch's defaults
+    tf32: bool = setting(False, group="run")
     # The speech encoder is frozen, so each utterance's embedding is computed once and kept (on the training
     # device: 4 KB per utterance at 1024-d, about 360 MB for CUB's 88k); false recomputes it every step.
     cache_speech: bool = setting(True, group="run")

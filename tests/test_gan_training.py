@@ -204,7 +204,7 @@ def test_a_time_budget_is_an_opt_in_guard_that_says_so_when_it_stops_a_run(refer
     config = dataclasses.replace(GAN, time_budget_minutes=1e-6)  # runs out after the first step
     status = train_gan(reference, encoder_run, run, config, max_steps=50, log=logs.append)
     assert status == {"reason": "time_budget", "step": 1, "total_steps": 50, "time_budget_minutes": 1e-6}
-    assert json.loads((run / "status.json").read_text()) == status
+    assert json.loads((run / "status.json").read_text()) == {**status, "exit_code": 76}  # exit_codes.TIME_BUDGET
     assert metrics(run)[-1] == {"epoch": 1, "event": "stopped", **status}
     assert any("WARNING: the time budget" in line and "step 1 of 50" in line for line in logs)
     assert load_bundle(run).info["stopped"] == status  # what evaluate's report states

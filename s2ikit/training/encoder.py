@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from s2ikit.training.embed import export_embeddings, split_retrieval
 from s2ikit.training.encoder_data import EncoderData, load_encoder_data
 from s2ikit.training.encoder_loss import EncoderLoss
 from s2ikit.training.engine import Engine, Schedule, Task
+from s2ikit.training.precision import Precision
 from s2ikit.training.run_lock import hold_run
 from s2ikit.training.scale import plan_batches
 from s2ikit.utils.atomic import write_json
@@ -74,7 +75,8 @@ class EncoderTask(Task):
         wrapped = [wrap(self.enc.speech), wrap(self.enc.image), wrap(self.classifier) if self.classifier else None]
         self.ddp = [m for m in wrapped if isinstance(m, DistributedDataParallel)]
         self.loss = EncoderLoss(*wrapped, config.matching_scale, config.distinctive_weight)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+        self.precision = Precision(config.precision, info.device, config.tf32)
+        self.autocast = self.precision.autocast()
         self.class_lookup = torch.full((max(self.data.class_index, default=0) + 2,), -1, dtype=torch.long)
         for cid, idx in self.data.class_index.items():
             self.class_lookup[cid] = idx
@@ -110,7 +112,7 @@ class EncoderTask(Task):
         loaders = [self.loader(epoch, slot) for slot in slots]
         return (tuple(zip(micro, rngs)) for micro in zip(*loaders))
 
-    def train_step(self, items: tuple[tuple[dict[str, Any], torch.Generator], ...], step: int) -> dict[str, Any]:
+    def train_step(self, items: tuple[tuple[dict[str, Any], torch.Generator], ...], step: int) -> dict[str, Any] | None:
         config, accumulation = self.config, self.plan.accumulation
         self.optimizer.zero_grad(set_to_none=True)
         parts = []
@@ -127,9 +129,11 @@ class EncoderTask(Task):
                         stack.enter_context(module.no_sync())
                 with self.autocast:
                     loss, stats = self.loss(batch, class_index)
-                (loss / accumulation if accumulation > 1 else loss).backward()
+                self.precision.backward(loss / accumulation if accumulation > 1 else loss)
             parts.append(stats)
-        self.optimizer.step()
+        self.precision.step(self.optimizer)
+        if self.precision.update():
+            return None  # fp16 overflowed: the scaler skipped the step (training/precision.py)
         return mean_statistics(parts, self.info)
 
     def end_epoch(self, epoch: int, last: bool, seconds: float) -> dict[str, Any]:
@@ -180,6 +184,7 @@ class EncoderTask(Task):
             "python_rng": list(random.getstate()),
             "best": self.best,
             "best_metrics": self.best_metrics,
+            **({"scaler": self.precision.state_dict()} if self.precision.scaler is not None else {}),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -190,6 +195,7 @@ class EncoderTask(Task):
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_tuple(state["python_rng"]))
         self.best, self.best_metrics = state["best"], state["best_metrics"]
+        self.precision.load_state_dict(state.get("scaler", {}))
         self._apply_optimisation_settings()
 
     def _apply_optimisation_settings(self) -> None:

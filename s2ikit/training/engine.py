@@ -95,8 +95,9 @@ class Task:
         """The epoch's step inputs, a function of the epoch alone; each is handed to `train_step` as it is."""
         raise NotImplementedError
 
-    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]:
-        """Every phase of one step; returns its statistics as (device) scalars."""
+    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor] | None:
+        """Every phase of one step; returns its statistics as (device) scalars, or None for a step the optimisers
+        skipped (fp16's gradient scaler after an overflow), which the logged means and divergence check leave out."""
         raise NotImplementedError
 
     def after_step(self, step: int) -> None:
@@ -340,7 +341,9 @@ class Engine:
                     continue  # replaying the interrupted epoch's order up to where it stopped
                 if i >= s.steps_per_epoch or step >= s.total_steps:
                     break
-                stats.add(task.train_step(batch, step))
+                step_stats = task.train_step(batch, step)
+                if step_stats is not None:
+                    stats.add(step_stats)
                 task.after_step(step)
                 step += 1
                 self.monitor.advance(step)

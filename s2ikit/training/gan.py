@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from s2ikit.training.distributed import (
 from s2ikit.training.ema import ema_decay_at, standing_statistics, update_ema
 from s2ikit.training.engine import Engine, Schedule, Task
 from s2ikit.training.gan_loss import FusionS2iGanLoss
+from s2ikit.training.precision import Precision
 from s2ikit.training.run_lock import hold_run
 from s2ikit.training.scale import BatchPlan, plan_batches
 from s2ikit.training.speech_cache import SpeechEmbeddings
@@ -96,7 +96,8 @@ class GANTask(Task):
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=tuple(config.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=tuple(config.betas))
         self.loss = FusionS2iGanLoss(self.G, self.D, image_encoder, config)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+        self.precision = Precision(config.precision, info.device, config.tf32)
+        self.autocast = self.precision.autocast()
         self.speech = SpeechEmbeddings(
             self.speech_encoder, self.autocast, info.device, data_dir if config.cache_speech else None
         )
@@ -127,7 +128,7 @@ class GANTask(Task):
         config, slots = self.loader_config(epoch), self.plan.slots
         return zip(*(make_loader(self.data_dir, config, stream=(slot, slots)) for slot in self.plan.my_slots))
 
-    def train_step(self, batches: tuple[dict[str, Any], ...], step: int) -> dict[str, torch.Tensor]:
+    def train_step(self, batches: tuple[dict[str, Any], ...], step: int) -> dict[str, torch.Tensor] | None:
         """D's phase over every micro-batch, one D update, then G's phase likewise. With one micro-batch, G's
         phase reuses the D phase's images and their graph; with several, each is drawn again from the same
         inputs (the same images) rather than keeping every graph alive, which accumulation is there to avoid."""
@@ -149,13 +150,14 @@ class GANTask(Task):
             with self.autocast:
                 noise = torch.Generator().manual_seed(self._seed("gan/speech_noise", step, slot))
                 fake = self.loss.generate(speech, z, noise)
-                d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake.images, rng)
-            d_loss.backward()  # summed over the micro-batches; sync_gradients divides once
+                d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake.images, rng,
+                                                               self.precision.penalty_scale())  # fmt: skip
+            self.precision.backward(d_loss)  # summed over the micro-batches; sync_gradients divides once
             parts.append(d_stats)
             inputs.append((slot, speech, z, batch["class_id"], rng, fake if plan.accumulation == 1 else None))
             del d_loss
         sync_gradients(self.D, self.info, plan.accumulation)
-        self.opt_d.step()
+        self.precision.step(self.opt_d)
         self.opt_g.zero_grad(set_to_none=True)
         for j, (slot, speech, z, class_id, rng, fake) in enumerate(inputs):
             with self.autocast:
@@ -163,12 +165,14 @@ class GANTask(Task):
                     noise = torch.Generator().manual_seed(self._seed("gan/speech_noise", step, slot))
                     fake = self.loss.generate(speech, z, noise)
                 g_loss, g_stats = self.loss.generator_loss(fake, speech, class_id, rng)
-            g_loss.backward()
+            self.precision.backward(g_loss)
             parts[j] = {**parts[j], **g_stats}
             del fake, g_loss
         inputs.clear()
         sync_gradients(self.G, self.info, plan.accumulation)
-        self.opt_g.step()
+        self.precision.step(self.opt_g)
+        if self.precision.update():
+            return None  # fp16 overflowed: the scaler skipped the step (training/precision.py)
         return mean_statistics(parts, self.info)
 
     def after_step(self, step: int) -> None:
@@ -191,13 +195,19 @@ class GANTask(Task):
     def state(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "loss": self.loss.state_dict()}  # fmt: skip
+                "loss": self.loss.state_dict(), **self._scaler_state()}  # fmt: skip
+
+    def _scaler_state(self) -> dict[str, Any]:
+        """fp16's loss scale (no key without a scaler: an fp32 state is what it always was)."""
+        scaler = self.precision.state_dict()
+        return {"scaler": scaler} if scaler else {}
 
     def load_state(self, state: dict[str, Any]) -> None:
         for module, key in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema"), (self.opt_g, "opt_g"),
                             (self.opt_d, "opt_d")):  # fmt: skip
             module.load_state_dict(state[key])
         self.loss.load_state_dict(state.get("loss", {}), self.info.device)  # saved before the loss had state: {}
+        self.precision.load_state_dict(state.get("scaler", {}))
         # the optimisers' states bring back the rates they were saved with: a resume's settings replace them
         for optimizer, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
             for group in optimizer.param_groups:
