@@ -191,3 +191,77 @@ def test_srun_without_torchrun_is_refused_in_one_line():
     with pytest.raises(UserError, match=r"one of 4 Slurm tasks without torchrun.*docs/cluster.md") as refused:
         check_launcher({"SLURM_NTASKS": "4", "SLURM_PROCID": "1"})
     assert "\n" not in str(refused.value)
+
+
+class Signalling:
+    """A toy task that sends itself SIGUSR1 during step 3 (0-based 2)."""
+
+    kind, state_file, model_settings = "gan-state", checkpoints.GAN_STATE, ()
+
+    def __init__(self):
+        self.steps = []
+
+    def before_first_step(self, step):
+        pass
+
+    def begin_epoch(self, epoch):
+        pass
+
+    def batches(self, epoch):
+        return range(10)
+
+    def train_step(self, batch, step):
+        self.steps.append(step)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return {"loss": torch.tensor(float(step))}
+
+    def after_step(self, step):
+        pass
+
+    def end_epoch(self, epoch, last, seconds):
+        return {}
+
+    def record(self, step, epoch, means, extra):
+        return {"step": step, **means}
+
+    def format(self, record):
+        return str(record)
+
+    def snapshot(self, step, grid):
+        pass
+
+    def on_checkpoint(self, step, stopped):
+        pass
+
+    def state(self):
+        return {}
+
+    def load_state(self, state):
+        pass
+
+    def resume_step(self, state, steps_per_epoch):
+        return int(state["step"])
+
+
+@pytest.mark.parametrize("mid_epoch", [True, False])
+def test_sigusr1_stops_at_the_step_boundary_or_at_the_last_epoch_checkpoint(tmp_path, mid_epoch):
+    from s2ikit.training.distributed import DistInfo
+    from s2ikit.training.engine import Engine, Preempted, Schedule
+
+    schedule = Schedule(steps_per_epoch=10, total_steps=20, log_every=1, checkpoint_every=10,
+                        resumable_mid_epoch=mid_epoch)  # fmt: skip
+    engine = Engine(tmp_path, DistInfo(0, 1, torch.device("cpu")), schedule, {"toy": {}}, "toy", log=lambda s: None)
+    task = Signalling()
+    previous = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(Preempted, match="stopped by SIGUSR1 at step") as stopped:
+        engine.run(task, engine.resume(task, True))
+    assert stopped.value.exit_code == 75
+    assert signal.getsignal(signal.SIGUSR1) == previous  # the handler is the caller's again
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert task.steps == [0, 1, 2]  # no step after the signal's
+    if mid_epoch:  # checkpointed where it stopped
+        assert status["step"] == 3 and (tmp_path / checkpoints.GAN_STATE).is_file()
+    else:  # a task that resumes only at an epoch's start stops at once; the epoch is trained again
+        assert status["step"] == 0 and not (tmp_path / checkpoints.GAN_STATE).exists()
+    assert status["reason"] == "preempted" and status["exit_code"] == 75
