@@ -186,8 +186,9 @@ def test_a_time_budget_stop_exits_76(reference, encoder_run, tmp_path):
 
 
 def test_srun_without_torchrun_is_refused_in_one_line():
-    check_launcher({"SLURM_NTASKS": "1"})  # one task: a plain single-process run
-    check_launcher({"SLURM_NTASKS": "8", "RANK": "3", "WORLD_SIZE": "8"})  # torchrun under srun
+    check_launcher({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"})  # one task: a plain single-process run
+    check_launcher({"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "RANK": "3", "WORLD_SIZE": "8"})  # torchrun under srun
+    check_launcher({"SLURM_NTASKS": "8", "SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"})  # srun -n 1 in a job
     with pytest.raises(UserError, match=r"one of 4 Slurm tasks without torchrun.*docs/cluster.md") as refused:
         check_launcher({"SLURM_NTASKS": "4", "SLURM_PROCID": "1"})
     assert "\n" not in str(refused.value)

@@ -33,10 +33,12 @@ def process_rank() -> int:
 
 def check_launcher(environ: dict[str, str] | None = None) -> None:
     """Refuse `srun` starting several copies of a training without torchrun: each would train alone, all on one run
-    folder. torchrun sets RANK and WORLD_SIZE; Slurm sets SLURM_NTASKS (and SLURM_PROCID) for every task it starts."""
+    folder. torchrun sets RANK and WORLD_SIZE; srun sets SLURM_PROCID and the step's task count (SLURM_STEP_NUM_TASKS,
+    else SLURM_NTASKS) for every task it starts. Not refused: one task, or torchrun under srun."""
     env = os.environ if environ is None else environ
-    tasks = env.get("SLURM_NTASKS", "1")
-    if tasks.isdigit() and int(tasks) > 1 and not ("RANK" in env and "WORLD_SIZE" in env):
+    tasks = env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1"))
+    srun_task = "SLURM_PROCID" in env
+    if srun_task and tasks.isdigit() and int(tasks) > 1 and not ("RANK" in env and "WORLD_SIZE" in env):
         raise UserError(
             f"started as one of {tasks} Slurm tasks without torchrun: each would train alone on the same run folder. "
             "Start one task per node running torchrun (docs/cluster.md): srun --ntasks-per-node=1 torchrun "

@@ -234,6 +234,11 @@ def exit_code(run_dir: Path) -> int:
     return int(read_json(path).get("exit_code", DONE)) if path.is_file() else DONE
 
 
+def _program() -> str:
+    name = Path(sys.argv[0]).name
+    return "s2ikit" if name in ("__main__.py", "s2ikit") else name  # `python -m s2ikit` or the script
+
+
 def run_record(info: DistInfo, devices: list[str]) -> dict[str, Any]:
     """What ran the latest start of a run: versions, command line, world size and each rank's device."""
     return {
@@ -241,7 +246,7 @@ def run_record(info: DistInfo, devices: list[str]) -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": [_program(), *sys.argv[1:]],
         "host": socket.gethostname(),
         "world_size": info.world_size,
         "devices": devices,
