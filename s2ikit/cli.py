@@ -16,8 +16,10 @@ from rich.table import Table
 from s2ikit import __version__
 from s2ikit.audio.limits import GRID_COLUMNS, MAX_AUDIO_SECONDS, MAX_IMAGES, MAX_INPUTS, MAX_TEXT_CHARS
 from s2ikit.config import PrepareFlag, PrepareSource, datasets, load_preset, parse_overrides
+from s2ikit.utils import exit_codes
 from s2ikit.utils.download import Limits
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.stop_signals import StopRequested
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -36,15 +38,23 @@ app.add_typer(prepare_app, name="prepare")
 
 
 def friendly(fn: Callable) -> Callable:
-    """Show a UserError as one red line and exit 2, without a traceback."""
+    """Show a UserError as one line, without a traceback, and exit with its code (s2ikit/utils/exit_codes.py:
+    2 for bad input; a training that diverged or was stopped by a signal has its own); a stop signal that ends
+    a command where it stands (`prepare`) is one line and PREEMPTED too."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            code = getattr(e, "exit_code", exit_codes.BAD_INPUT)
+            label = "[bold yellow]stopped:[/]" if code == exit_codes.PREEMPTED else "[bold red]error:[/]"
+            console.print(f"{label} {escape(str(e))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
+        except StopRequested as e:
+            line = f"by {e.signal}; what was finished is kept: rerun the same command to go on (exit {e.code})"
+            console.print(f"[bold yellow]stopped:[/] {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exit_codes.PREEMPTED) from None
 
     return wrapper
 
@@ -324,6 +334,7 @@ def train_encoder_command(
     torchrun --nproc_per_node 4 -m s2ikit train-encoder -d D -r R  (short flags: torchrun claims --run)
     """
     from s2ikit.training.encoder import train_encoder
+    from s2ikit.training.engine import exit_code
 
     sections = parse_overrides(overrides or [])
     for key, value in {"epochs": epochs, "time_budget_minutes": minutes}.items():
@@ -334,6 +345,8 @@ def train_encoder_command(
         data, run, config, resume=resume, image_weights=str(image_weights or ""), allow_new_data=allow_new_data,
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
     )  # fmt: skip
+    if exit_code(run):  # stopped by the time budget: the state is saved, the same command goes on
+        raise typer.Exit(exit_code(run))
 
 
 @app.command()
@@ -389,6 +402,8 @@ def train_gan_command(
     how = "already complete" if status.get("already_complete") else "stopped by the time budget" if status.get(
         "reason") == "time_budget" else "done"  # fmt: skip
     console.print(f"{how} at step {status['step']} of {status['total_steps']}; generator: {run / GENERATOR}")
+    if status.get("reason") == "time_budget" and not status.get("already_complete"):
+        raise typer.Exit(exit_codes.TIME_BUDGET)  # not finished: the same command goes on
 
 
 # ---- evaluation and generation -----------------------------------------------------------------------------

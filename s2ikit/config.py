@@ -208,7 +208,11 @@ class EncoderConfig:
     # Inception-v3 state dict; empty: torch hub cache (inception_v3_google-*.pth)
     image_weights: str = setting("", group="init")
     cnn_width: int = setting(16, at_least(1), group="network")  # channels of the first "cnn" stage
-    batch_size: int = setting(128, at_least(1), group="optimisation")  # per process
+    # images per optimiser step over all processes (the global batch: the same on 1 and on 8 GPUs)
+    batch_size: int = setting(128, at_least(1), group="optimisation")
+    # images one process puts through the networks at once (the contrastive loss's batch); 0 = batch_size / the
+    # number of processes. Smaller: gradient accumulation (training/scale.py has the rule)
+    batch_per_process: int = setting(0, at_least(0), group="optimisation")
     lr: float = setting(1e-3, positive, group="optimisation")
     betas: tuple[float, ...] = setting((0.95, 0.999), items(fraction, count=2), group="optimisation")
     weight_decay: float = setting(1e-3, at_least(0), group="optimisation")
@@ -238,6 +242,11 @@ class EncoderConfig:
     time_budget_minutes: float = setting(0.0, at_least(0), group="schedule")
     num_workers: int = setting(2, at_least(0), group="run")  # DataLoader workers per process
     seed: int = setting(0, group="run")
+    # autocast precision: "auto" = bf16 on CUDA GPUs that support it, fp16 with gradient scaling on older ones, fp32
+    # on CPU; "bf16" / "fp16" force it (CPU autocast on a CPU); "fp32" = no autocast (training/precision.py)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = setting("auto", group="run")
+    # allow TF32 in fp32 matmuls and convolutions (Ampere and later GPUs); false keeps torch's defaults
+    tf32: bool = setting(False, group="run")
 
 
 @dataclass(frozen=True)
@@ -262,7 +271,11 @@ class GANConfig:
     # "wfm" (the paper), "add" or "product": Table 4
     fusion: Literal["wfm", "add", "product"] = setting("wfm", group="network")
     attention: Literal["pam", "none"] = setting("pam", group="network")  # "pam" (the paper) or "none": Table 3
-    batch_size: int = setting(32, at_least(1), group="optimisation")  # per process
+    # images per optimiser step over all processes (the global batch: the same on 1 and on 8 GPUs)
+    batch_size: int = setting(32, at_least(1), group="optimisation")
+    # images one process puts through the networks at once (BatchNorm's and the mismatched pairs' batch);
+    # 0 = batch_size / the number of processes. Smaller: gradient accumulation (training/scale.py has the rule)
+    batch_per_process: int = setting(0, at_least(0), group="optimisation")
     lr_g: float = setting(1e-4, positive, group="optimisation")  # TTUR (paper Sect. 5.1)
     lr_d: float = setting(4e-4, positive, group="optimisation")
     betas: tuple[float, ...] = setting((0.0, 0.9), items(fraction, count=2), group="optimisation")
@@ -318,6 +331,11 @@ class GANConfig:
     num_workers: int = setting(2, at_least(0), group="run")
     seed: int = setting(0, group="run")
     channels_last: bool = setting(True, group="run")  # CUDA only: faster convolutions on tensor cores
+    # autocast precision: "auto" = bf16 on CUDA GPUs that support it, fp16 with gradient scaling on older ones, fp32
+    # on CPU; "bf16" / "fp16" force it (CPU autocast on a CPU); "fp32" = no autocast (training/precision.py)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = setting("auto", group="run")
+    # allow TF32 in fp32 matmuls and convolutions (Ampere and later GPUs); false keeps torch's defaults
+    tf32: bool = setting(False, group="run")
     # The speech encoder is frozen, so each utterance's embedding is computed once and kept (on the training
     # device: 4 KB per utterance at 1024-d, about 360 MB for CUB's 88k); false recomputes it every step.
     cache_speech: bool = setting(True, group="run")

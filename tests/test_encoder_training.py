@@ -60,6 +60,7 @@ def test_two_process_ddp_training_on_cpu(reference, tmp_path):
     args = ["-m", "s2ikit", "train-encoder", "-d", str(reference), "-r", str(run), "--epochs", "1"]
     for s in sets:
         args += ["--set", s]
+    args += ["--set", "encoder.batch_size=6"]  # the global batch: 3 per process, as the one-process tests train
     result = torchrun(args, port=29544)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # written once, by rank 0

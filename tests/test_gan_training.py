@@ -95,7 +95,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(reference, encoder_
 
 def test_two_process_ddp_gan_training_on_cpu(reference, encoder_run, tmp_path):
     run = tmp_path / "ddp"
-    sets = ["gan.image_size=32", "gan.ngf=4", "gan.ndf=4", "gan.batch_size=2", "gan.num_workers=0", "gan.log_every=1"]
+    sets = ["gan.image_size=32", "gan.ngf=4", "gan.ndf=4", "gan.batch_size=4", "gan.num_workers=0", "gan.log_every=1"]
     args = ["-m", "s2ikit", "train-gan", "-d", str(reference), "-e", str(encoder_run), "-r", str(run), "--steps", "2"]
     for s in sets:
         args += ["--set", s]
@@ -204,7 +204,7 @@ def test_a_time_budget_is_an_opt_in_guard_that_says_so_when_it_stops_a_run(refer
     config = dataclasses.replace(GAN, time_budget_minutes=1e-6)  # runs out after the first step
     status = train_gan(reference, encoder_run, run, config, max_steps=50, log=logs.append)
     assert status == {"reason": "time_budget", "step": 1, "total_steps": 50, "time_budget_minutes": 1e-6}
-    assert json.loads((run / "status.json").read_text()) == status
+    assert json.loads((run / "status.json").read_text()) == {**status, "exit_code": 76}  # exit_codes.TIME_BUDGET
     assert metrics(run)[-1] == {"epoch": 1, "event": "stopped", **status}
     assert any("WARNING: the time budget" in line and "step 1 of 50" in line for line in logs)
     assert load_bundle(run).info["stopped"] == status  # what evaluate's report states

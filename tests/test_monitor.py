@@ -66,11 +66,15 @@ def test_the_progress_bar_shows_rate_and_eta_on_a_terminal(tmp_path):
     assert re.search(r"ETA \d+:\d\d:\d\d", shown), shown
 
 
-def test_off_a_terminal_nothing_is_drawn(tmp_path):
+def test_off_a_terminal_plain_lines_show_rate_and_eta(tmp_path):
     screen = io.StringIO()
     e = engine(tmp_path / "run", Console(file=screen))  # a file, as in CI logs or nohup
-    e.run(Countdown(), e.resume(Countdown(), True))
-    assert screen.getvalue() == ""
+    e.run(Countdown(seconds=0.01), e.resume(Countdown(), True))
+    lines = screen.getvalue().splitlines()
+    assert len(lines) == 10 and "\x1b" not in screen.getvalue()  # one per 10%, no terminal codes
+    figures = r"\d+\.\d\d steps/s \| ETA 0:00:\d\d \| elapsed 0:00:\d\d"
+    assert re.fullmatch(r"train toy: 2/20 steps \(10%\) \| " + figures, lines[0]), lines[0]
+    assert lines[-1].startswith("train toy: 20/20 steps (100%)")
     assert len((tmp_path / "run/metrics.jsonl").read_text().splitlines()) == 4  # the run itself is unchanged
 
 

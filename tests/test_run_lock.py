@@ -63,7 +63,7 @@ def test_a_second_training_on_a_locked_run_is_one_line_and_writes_nothing(refere
     finally:
         holder.send_signal(signal.SIGTERM)
         holder.wait(timeout=60)
-    assert holder.returncode == 128 + signal.SIGTERM  # SIGTERM took the normal exception path...
+    assert holder.returncode == 75  # SIGTERM took the normal exception path (exit_codes.PREEMPTED)...
     assert not (run / LOCK).exists()  # ...which released the lock
     logs = []
     train_gan(reference, encoder_run, run, GAN, max_steps=4, log=logs.append)  # the run is free again

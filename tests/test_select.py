@@ -62,7 +62,7 @@ def test_select_copies_the_generator_the_judge_ranks_first_using_training_captio
     # an earlier kept generator's report still says how its run ended (the run's status.json)
     early = evaluate(kept_run / "checkpoints/generators/step-0000001.pt", EVAL, kept_run / "eval-1", reference,
                      log=lambda s: None)  # fmt: skip
-    assert early["training"]["gan"] == {"reason": "schedule", "step": 3, "total_steps": 3}
+    assert early["training"]["gan"] == {"reason": "schedule", "step": 3, "total_steps": 3, "exit_code": 0}
     assert "gan: ended by its schedule at step 3 of 3" in (kept_run / "eval-1/report.md").read_text()
     last = evaluate(kept_run, EVAL, kept_run / "eval-last", reference, log=lambda s: None)
     assert "selection" not in last and "chosen by" not in (kept_run / "eval-last/report.md").read_text()

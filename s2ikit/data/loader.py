@@ -145,13 +145,13 @@ def _item(sample: dict[str, Any], caption: dict[str, Any]) -> dict[str, Any]:
 
 
 class RandomCaption:
-    """One caption per image, chosen by an RNG seeded per rank and DataLoader worker (reproducible runs)."""
+    """One caption per image, chosen by an RNG seeded per rank (or stream) and DataLoader worker."""
 
-    def __init__(self, seed: int):
-        self.seed = seed
+    def __init__(self, seed: int, worker_seed=wds.utils.pytorch_worker_seed):
+        self.seed, self.worker_seed = seed, worker_seed
 
     def __call__(self, source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        rng = random.Random(wds.utils.make_seed(wds.utils.pytorch_worker_seed(), self.seed))
+        rng = random.Random(wds.utils.make_seed(self.worker_seed(), self.seed))
         for sample in source:
             yield _item(sample, rng.choice(sample["meta"]["captions"]))
 
@@ -190,6 +190,17 @@ def first_rows(keys: list[str], seen: set[str]) -> list[int]:
     return rows
 
 
+class StreamSeed:
+    """webdataset's per-worker seed (rank x 1000 + worker) with a stream's index in place of the rank."""
+
+    def __init__(self, stream: int):
+        self.stream = stream
+
+    def __call__(self) -> int:
+        _, _, worker, _ = wds.utils.pytorch_worker_info()
+        return self.stream * 1000 + worker
+
+
 def world_size() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
@@ -223,26 +234,34 @@ def _original_line(message: str) -> str:
 
 
 def make_loader(
-    data_dir: str | Path, config: LoaderConfig, select: KeySelect | None = None, num_samples: int | None = None
+    data_dir: str | Path,
+    config: LoaderConfig,
+    select: KeySelect | None = None,
+    num_samples: int | None = None,
+    stream: tuple[int, int] | None = None,
 ) -> wds.WebLoader:
     """A WebLoader over one split; `.num_batches` tells how many batches each rank sees per epoch (train).
 
     `select` filters samples by key; then `num_samples` (how many it keeps) sizes the training epoch.
+    `stream` (train): (index, count) in place of (rank, world size) in the seeds and the epoch's length, so a
+    micro-batch slot reads the same samples whichever process runs it (training/scale.py).
     """
     urls, sizes = shard_list(data_dir, config.split)
     guard = PassGuard(Path(data_dir) / "shards" / config.split, config.split, urls, endless=config.mode == "train")
     if config.mode == "train":
         workers = max(1, config.num_workers)
         n = num_samples if num_samples is not None else sum(sizes.values())
-        global_batches = math.ceil(n / (config.batch_size * world_size()))
+        streams = stream[1] if stream is not None else world_size()
+        worker_seed = StreamSeed(stream[0]) if stream is not None else wds.utils.pytorch_worker_seed
+        global_batches = math.ceil(n / (config.batch_size * streams))
         per_worker = math.ceil(global_batches / workers)
         stages = [
-            wds.ResampledShards(urls, seed=config.seed, deterministic=True),
+            wds.ResampledShards(urls, seed=config.seed, deterministic=True, worker_seed=worker_seed),
             guard.read_shards,
             guard.select(select),
             wds.shuffle(config.shuffle_buffer, initial=min(config.shuffle_buffer, 100), seed=config.seed),
             guard.decode,
-            RandomCaption(config.seed),
+            RandomCaption(config.seed, worker_seed),
             wds.batched(config.batch_size, collation_fn=collate, partial=False),
         ]
         dataset = wds.DataPipeline(*stages).with_epoch(per_worker)

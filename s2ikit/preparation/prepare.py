@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from s2ikit import __version__
 from s2ikit.config import as_dict
@@ -33,6 +33,8 @@ from s2ikit.preparation.runner import run_units, unit_records
 from s2ikit.preparation.steps import STEP_NAMES, STEPS, PrepareContext
 from s2ikit.utils.atomic import fingerprint, read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.progress import progress_bar
+from s2ikit.utils.stop_signals import StopSignals
 
 INDEX_VERSION = 2
 
@@ -136,7 +138,9 @@ def prepare(ctx: PrepareContext, options: RunOptions, console: Console | None = 
         report.units = len(mine)
         todo = [u for u in mine if options.force or unit_records(ctx, u) is None]
         if todo:
-            report.ran = _run_with_progress(ctx, todo, options, console)
+            # SIGTERM / SIGUSR1 (a cluster's stop) end the run here: finished units are kept, exit PREEMPTED
+            with StopSignals(raise_now=True):
+                report.ran = _run_with_progress(ctx, todo, options, console)
         done = {u.name for u in mine}
     report.missing = [u.name for u in units if u.name not in done and unit_records(ctx, u) is None]
     if not report.missing and (options.partition is None or options.finalize_only):
@@ -161,7 +165,7 @@ def _run_with_progress(ctx: PrepareContext, todo: list[Unit], options: RunOption
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with progress_bar("samples", console, columns) as bar:  # off a terminal: plain lines with rate and ETA
         tasks = {step.name: bar.add_task(step.name, total=n) for step in STEPS}
         counts = run_units(ctx, todo, options.workers, options.force, lambda step, k: bar.advance(tasks[step], k))
         for task in tasks.values():

@@ -28,6 +28,7 @@ from s2ikit import __version__
 from s2ikit.preparation.plan import Unit
 from s2ikit.preparation.steps import STEPS, PrepareContext, Resources, Step, Tick, source_stamps
 from s2ikit.utils.atomic import file_sha256, fingerprint, read_json, write_json
+from s2ikit.utils.stop_signals import STOP_SIGNALS, StopRequested
 
 STEP_BY_NAME = {s.name: s for s in STEPS}
 
@@ -110,6 +111,9 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(ctx: PrepareContext, progress_queue: Any, parent: int) -> None:
     die_with_parent(parent)
+    # a cluster signals every process of the job: the parent decides what stops, and kills its workers itself
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     _WORKER["res"] = Resources(ctx)
     _WORKER["queue"] = progress_queue
 
@@ -175,7 +179,12 @@ def run_units(
                 for future in done:
                     for name in future.result():  # re-raises a worker's unexpected error here
                         counts[name] += 1
-        except BaseException:
+        except BaseException as e:
+            if isinstance(e, StopRequested):
+                # a cluster's stop: end the running units now (each writes its outputs atomically, so nothing is
+                # torn; a rerun redoes them) rather than overrun the grace period before SIGKILL
+                for child in multiprocessing.active_children():
+                    child.kill()  # SIGKILL: the workers ignore the stop signals (below)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         _drain(progress_queue, tick)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,14 @@ from s2ikit.core.embeddings import embed_split, to_device
 from s2ikit.core.factories import ENCODER_MODEL_SETTINGS, Encoders, build_encoders
 from s2ikit.data.loader import KeySelect, make_loader
 from s2ikit.models.image_encoder import trainable_state
-from s2ikit.training.distributed import DistInfo, cleanup, init_distributed
+from s2ikit.training.distributed import DistInfo, cleanup, init_distributed, mean_statistics
 from s2ikit.training.embed import export_embeddings, split_retrieval
 from s2ikit.training.encoder_data import EncoderData, load_encoder_data
 from s2ikit.training.encoder_loss import EncoderLoss
 from s2ikit.training.engine import Engine, Schedule, Task
+from s2ikit.training.precision import Precision
 from s2ikit.training.run_lock import hold_run
+from s2ikit.training.scale import plan_batches
 from s2ikit.utils.atomic import write_json
 from s2ikit.utils.seeds import derive_seed
 
@@ -53,6 +55,7 @@ class EncoderTask(Task):
 
     def __init__(self, data_dir: Path, run_dir: Path, config: EncoderConfig, info: DistInfo, image_weights: str):
         self.run_dir, self.config, self.info, self.image_weights = run_dir, config, info, image_weights
+        self.plan = plan_batches("encoder", config.batch_size, config.batch_per_process, info.world_size, info.rank)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.data = load_encoder_data(data_dir, config.val_fraction, config.seed)
@@ -69,62 +72,80 @@ class EncoderTask(Task):
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step_epochs, config.lr_gamma)
         self.best, self.best_metrics = float("-inf"), {}
         wrap = (lambda m: DistributedDataParallel(m)) if info.world_size > 1 else (lambda m: m)
-        self.loss = EncoderLoss(
-            wrap(self.enc.speech), wrap(self.enc.image), wrap(self.classifier) if self.classifier is not None else None,
-            config.matching_scale, config.distinctive_weight,
-        )  # fmt: skip
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+        wrapped = [wrap(self.enc.speech), wrap(self.enc.image), wrap(self.classifier) if self.classifier else None]
+        self.ddp = [m for m in wrapped if isinstance(m, DistributedDataParallel)]
+        self.loss = EncoderLoss(*wrapped, config.matching_scale, config.distinctive_weight)
+        self.precision = Precision(config.precision, info.device, config.tf32)
+        self.autocast = self.precision.autocast()
         self.class_lookup = torch.full((max(self.data.class_index, default=0) + 2,), -1, dtype=torch.long)
         for cid, idx in self.data.class_index.items():
             self.class_lookup[cid] = idx
-        self.steps_per_epoch = self.loader(0).num_batches
+        self.steps_per_epoch = self.loader(0, 0).num_batches
 
-    def loader(self, epoch: int):
+    def loader(self, epoch: int, slot: int):
+        """The training stream of one micro-batch slot (training/scale.py)."""
         config = self.config
         return make_loader(
             self.data.root,
             LoaderConfig(
-                batch_size=config.batch_size,
+                batch_size=self.plan.per_process,
                 num_workers=config.num_workers,
                 seed=derive_seed(config.seed, "encoder/loader", epoch),
             ),
             KeySelect(self.data.fit_keys, True),
             num_samples=len(self.data.fit_keys),
+            stream=(slot, self.plan.slots),
         )
 
     def begin_epoch(self, epoch: int) -> None:
         for m in self.modules:  # validation left them in eval mode
             m.train()
 
-    def batches(self, epoch: int) -> Iterable[tuple[dict[str, Any], torch.Generator]]:
-        """Each batch with the epoch's augmentation generator, which the epoch's steps draw from in turn."""
-        # seeded per (epoch, rank): reproducible, and independent of where a resumed run starts
-        rng = torch.Generator().manual_seed(derive_seed(self.config.seed, "encoder/augment", epoch, self.info.rank))
-        return ((batch, rng) for batch in self.loader(epoch))
+    def batches(self, epoch: int) -> Iterable[tuple[tuple[dict[str, Any], torch.Generator], ...]]:
+        """Each step's micro-batches (one per slot of this process), each with its slot's augmentation generator,
+        which the epoch's steps draw from in turn."""
+        # seeded per (epoch, slot): reproducible, independent of where a resumed run starts and of which process
+        # runs the slot (with one slot per process, the slot is the rank)
+        slots = self.plan.my_slots
+        rngs = [torch.Generator().manual_seed(derive_seed(self.config.seed, "encoder/augment", epoch, slot))
+                for slot in slots]  # fmt: skip
+        loaders = [self.loader(epoch, slot) for slot in slots]
+        return (tuple(zip(micro, rngs)) for micro in zip(*loaders))
 
-    def train_step(self, item: tuple[dict[str, Any], torch.Generator], step: int) -> dict[str, torch.Tensor]:
-        config, (batch, rng) = self.config, item
-        batch["image"] = augment_images(batch["image"], config.image_augment, rng)
-        batch["mel"] = mask_speech(batch["mel"], batch["mel_lengths"], config.mask_mel_bins, config.mask_frames, rng)
-        batch["mel"] = warp_mel(batch["mel"], batch["mel_lengths"], config.vtlp_warp, rng)
-        batch["mel"], batch["mel_lengths"] = stretch_time(batch["mel"], batch["mel_lengths"], config.tempo_stretch, rng)
-        batch["mel"] = add_noise(batch["mel"], batch["mel_lengths"], config.mel_noise, rng)
-        class_index = self.class_lookup[batch["class_id"]]  # on the host: no device sync for the check
-        class_index = class_index.to(self.info.device) if bool((class_index >= 0).all()) else None
-        batch = to_device(batch, self.info.device)
-        with self.autocast:
-            loss, stats = self.loss(batch, class_index)
+    def train_step(self, items: tuple[tuple[dict[str, Any], torch.Generator], ...], step: int) -> dict[str, Any] | None:
+        config, accumulation = self.config, self.plan.accumulation
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return stats
+        parts = []
+        for j, (batch, rng) in enumerate(items):
+            batch["image"] = augment_images(batch["image"], config.image_augment, rng)
+            batch["mel"] = mask_speech(batch["mel"], batch["mel_lengths"], config.mask_mel_bins, config.mask_frames,
+                                       rng)  # fmt: skip
+            batch["mel"] = warp_mel(batch["mel"], batch["mel_lengths"], config.vtlp_warp, rng)
+            batch["mel"], batch["mel_lengths"] = stretch_time(batch["mel"], batch["mel_lengths"], config.tempo_stretch,
+                                                              rng)  # fmt: skip
+            batch["mel"] = add_noise(batch["mel"], batch["mel_lengths"], config.mel_noise, rng)
+            class_index = self.class_lookup[batch["class_id"]]  # on the host: no device sync for the check
+            class_index = class_index.to(self.info.device) if bool((class_index >= 0).all()) else None
+            batch = to_device(batch, self.info.device)
+            with ExitStack() as stack:
+                if j < len(items) - 1:  # DDP averages the gradients once, after the last micro-batch
+                    for module in self.ddp:
+                        stack.enter_context(module.no_sync())
+                with self.autocast:
+                    loss, stats = self.loss(batch, class_index)
+                self.precision.backward(loss / accumulation if accumulation > 1 else loss)
+            parts.append(stats)
+        self.precision.step(self.optimizer)
+        if self.precision.update():
+            return None  # fp16 overflowed: the scaler skipped the step (training/precision.py)
+        return mean_statistics(parts, self.info)
 
     def end_epoch(self, epoch: int, last: bool, seconds: float) -> dict[str, Any]:
         config = self.config
         epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         self.scheduler.step()
         # every batch of an epoch is full (the loader drops none), and an epoch is never split by a resume
-        utterances = self.steps_per_epoch * config.batch_size * self.info.world_size
+        utterances = self.steps_per_epoch * self.plan.global_batch
         extra: dict[str, Any] = {"lr": epoch_lr, "utterances_per_s": utterances / seconds}
         if self.info.is_main and ((epoch + 1) % config.eval_every == 0 or last):
             metrics = validate(self.enc, self.data, config, self.info.device)
@@ -167,6 +188,7 @@ class EncoderTask(Task):
             "python_rng": list(random.getstate()),
             "best": self.best,
             "best_metrics": self.best_metrics,
+            **({"scaler": self.precision.state_dict()} if self.precision.scaler is not None else {}),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -177,6 +199,7 @@ class EncoderTask(Task):
         torch.set_rng_state(state["torch_rng"])
         random.setstate(_tuple(state["python_rng"]))
         self.best, self.best_metrics = state["best"], state["best_metrics"]
+        self.precision.load_state_dict(state.get("scaler", {}))
         self._apply_optimisation_settings()
 
     def _apply_optimisation_settings(self) -> None:
@@ -246,7 +269,8 @@ def _train(data_dir: Path, run_dir: Path, config: EncoderConfig, info: DistInfo,
         time_budget_minutes=config.time_budget_minutes,
         resumable_mid_epoch=False,
     )
-    engine = Engine(run_dir, info, schedule, {"data": str(data_dir), "encoder": as_dict(config)}, "encoder", log)
+    record = {"data": str(data_dir), "encoder": as_dict(config), "scale": task.plan.record()}
+    engine = Engine(run_dir, info, schedule, record, "encoder", log)
     engine.run(task, engine.resume(task, resume, allow_new_data))
     return task.best_metrics
 

@@ -12,8 +12,11 @@ Every step is a function of (seed, step): a task's batches for an epoch are a pu
 resumed run skips the batches its interrupted epoch already consumed and then replays what an uninterrupted run
 would have done. `metrics.jsonl` is truncated to the resumed step, so a replay never duplicates a line.
 A resume on another data folder than the run recorded is refused unless asked for (`allow_new_data`).
-Run folder: config.json (the current settings), metrics.jsonl, resumes.jsonl (each resume's step, changed
-settings and, when allowed, the new data folder), status.json (how the run ended), checkpoints/.
+A resume on another world size keeps the global batch (training/scale.py) and says so in one line.
+Run folder: config.json (the current settings, with `scale`: world size, per-process batch, accumulation),
+run.json (what ran it, from the latest start: s2ikit and torch versions, the command line, world size and
+devices), metrics.jsonl, resumes.jsonl (each resume's step, changed settings, and, when they changed, the scale
+and the data folder), status.json (how the run ended, with its exit code), checkpoints/.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,15 +35,32 @@ from typing import Any
 
 import torch
 
+from s2ikit import __version__
 from s2ikit.core import checkpoints
-from s2ikit.training.distributed import DistInfo, barrier, broadcast_flag
+from s2ikit.training.distributed import DistInfo, any_rank, barrier, broadcast_flag, device_names
 from s2ikit.training.monitor import RunMonitor
+from s2ikit.training.scale import describe_change
 from s2ikit.utils.atomic import read_json, remove_stale_temps, write_bytes, write_json
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.exit_codes import DIVERGED, DONE, PREEMPTED, TIME_BUDGET
 from s2ikit.utils.jsonl import append_jsonl
+from s2ikit.utils.stop_signals import StopSignals
 
-METRICS, CONFIG, RESUMES = "metrics.jsonl", "config.json", "resumes.jsonl"
+METRICS, CONFIG, RESUMES, RUN_RECORD = "metrics.jsonl", "config.json", "resumes.jsonl", "run.json"
 STATUS = checkpoints.RUN_STATUS
+EXIT_CODES = {"schedule": DONE, "time_budget": TIME_BUDGET, "preempted": PREEMPTED}  # status.json's exit_code
+
+
+class Diverged(UserError):
+    """A loss went non-finite or past the threshold; the last good checkpoint is kept."""
+
+    exit_code = DIVERGED
+
+
+class Preempted(UserError):
+    """SIGTERM or SIGUSR1 stopped the run at a step boundary, its state saved: the same command goes on."""
+
+    exit_code = PREEMPTED
 
 
 @dataclass(frozen=True)
@@ -72,8 +95,9 @@ class Task:
         """The epoch's step inputs, a function of the epoch alone; each is handed to `train_step` as it is."""
         raise NotImplementedError
 
-    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]:
-        """Every phase of one step; returns its statistics as (device) scalars."""
+    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor] | None:
+        """Every phase of one step; returns its statistics as (device) scalars, or None for a step the optimisers
+        skipped (fp16's gradient scaler after an overflow), which the logged means and divergence check leave out."""
         raise NotImplementedError
 
     def after_step(self, step: int) -> None:
@@ -196,6 +220,40 @@ def check_data(
     return [was, now]
 
 
+def _scale_change(saved: dict[str, Any] | None, current: dict[str, Any]) -> tuple[dict, dict] | None:
+    """(was, now) when the state was saved at another world size or batch split; None otherwise (or unknown)."""
+    was, now = (saved or {}).get("scale"), current.get("scale")
+    if not was or not now or was == now:
+        return None
+    return was, now
+
+
+def exit_code(run_dir: Path) -> int:
+    """The exit status of the run's last training (status.json's `exit_code`; 0 when it has none)."""
+    path = Path(run_dir) / STATUS
+    return int(read_json(path).get("exit_code", DONE)) if path.is_file() else DONE
+
+
+def _program() -> str:
+    name = Path(sys.argv[0]).name
+    return "s2ikit" if name in ("__main__.py", "s2ikit") else name  # `python -m s2ikit` or the script
+
+
+def run_record(info: DistInfo, devices: list[str]) -> dict[str, Any]:
+    """What ran the latest start of a run: versions, command line, world size and each rank's device."""
+    return {
+        "s2ikit": __version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "command": [_program(), *sys.argv[1:]],
+        "host": socket.gethostname(),
+        "world_size": info.world_size,
+        "devices": devices,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
 def _truncate_metrics(path: Path, step: int, steps_per_epoch: int) -> None:
     """Drop the lines after `step`: the resumed run writes them again."""
     if not path.is_file():
@@ -233,6 +291,7 @@ class Engine:
             new_data = check_data(self.run_dir, saved, self.config, allow_new_data)
             changes = check_resume(path, saved.get(self.section) if saved else None, self.config[self.section],
                                    self.section, task.model_settings, self.log)  # fmt: skip
+            scale = _scale_change(saved, self.config)
             task.load_state(state)
             step = task.resume_step(state, self.schedule.steps_per_epoch)
             if self.info.is_main and step < self.schedule.total_steps:
@@ -241,15 +300,20 @@ class Engine:
                 self.log(f"resuming from {path} at step {step} of {self.schedule.total_steps} ({where})")
                 if new_data:
                     self.log(f"resuming on a new data folder: {new_data[0]} -> {new_data[1]}")
-                record = {"step": step, "changed": changes, **({"data": new_data} if new_data else {})}
+                if scale:
+                    self.log(describe_change(self.section, *scale))
+                record = {"step": step, "changed": changes, **({"data": new_data} if new_data else {}),
+                          **({"scale": list(scale)} if scale else {})}  # fmt: skip
                 append_jsonl(self.run_dir / RESUMES, record)
         if self.info.is_main and step < self.schedule.total_steps:
             # the lines logged after the state (all of them when a run was killed before its first checkpoint)
             # are written again
             _truncate_metrics(self.run_dir / METRICS, step, self.schedule.steps_per_epoch)
+        devices = device_names(self.info)  # a collective: every rank, before the main rank writes
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / CONFIG, self.config, only_if_changed=True)
+            write_json(self.run_dir / RUN_RECORD, run_record(self.info, devices))
         return step
 
     def run(self, task: Task, start_step: int) -> dict[str, Any]:
@@ -258,7 +322,9 @@ class Engine:
             task.before_first_step(start_step)
             self.monitor.start(start_step, self.schedule.total_steps)
         try:
-            return self._train(task, start_step)
+            # SIGTERM / SIGUSR1 from here on are acted on at the next step boundary (before: run_lock's exit)
+            with StopSignals() as self.signals:
+                return self._train(task, start_step)
         finally:
             self.monitor.close()
 
@@ -280,7 +346,9 @@ class Engine:
                     continue  # replaying the interrupted epoch's order up to where it stopped
                 if i >= s.steps_per_epoch or step >= s.total_steps:
                     break
-                stats.add(task.train_step(batch, step))
+                step_stats = task.train_step(batch, step)
+                if step_stats is not None:
+                    stats.add(step_stats)
                 task.after_step(step)
                 step += 1
                 self.monitor.advance(step)
@@ -289,11 +357,22 @@ class Engine:
                 if s.time_budget_minutes and (s.resumable_mid_epoch or epoch_end):
                     # rank 0's clock decides; the broadcast is a host sync, so only on steps that check the clock
                     out_of_time = broadcast_flag(time.monotonic() - started > 60 * s.time_budget_minutes, info)
+                # every step: a signal may reach the ranks at different steps, so they agree on one (a host sync
+                # per step under torchrun; none on one process)
+                signalled = any_rank(self.signals.received is not None, info)
                 if step >= s.total_steps:
                     stopped = {"reason": "schedule", "step": step, "total_steps": s.total_steps}
                 elif out_of_time:
                     stopped = {"reason": "time_budget", "step": step, "total_steps": s.total_steps,
                                "time_budget_minutes": s.time_budget_minutes}  # fmt: skip
+                elif signalled:
+                    name = self.signals.received or "a signal"  # another rank's
+                    if not (s.resumable_mid_epoch or epoch_end):
+                        # this task resumes only at an epoch's start: stop now, the epoch is trained again
+                        stopped = {"reason": "preempted", "signal": name, "step": last_good,
+                                   "total_steps": s.total_steps}  # fmt: skip
+                        break
+                    stopped = {"reason": "preempted", "signal": name, "step": step, "total_steps": s.total_steps}
                 if epoch_end or stopped:
                     extra = task.end_epoch(epoch, stopped is not None, time.monotonic() - epoch_started)
                 else:
@@ -303,7 +382,7 @@ class Engine:
                 if log_due or checkpoint_due:
                     means, bad = stats.read() if log_due else ({}, stats.diverged())
                     if broadcast_flag(bad, info):
-                        raise UserError(
+                        raise Diverged(
                             f"training diverged between steps {last_good} and {step} (a loss is not finite or "
                             f"above {s.divergence_threshold:g}); the last good checkpoint is "
                             f"{self.run_dir / task.state_file}. Lower the learning rates or raise the gradient "
@@ -332,7 +411,7 @@ class Engine:
                 if stopped:
                     break
         if info.is_main:
-            write_json(self.run_dir / STATUS, stopped)
+            write_json(self.run_dir / STATUS, {**stopped, "exit_code": EXIT_CODES[stopped["reason"]]})
             if stopped["reason"] == "time_budget":
                 epoch = (step - 1) // s.steps_per_epoch + 1
                 append_jsonl(self.run_dir / METRICS, {"epoch": epoch, "event": "stopped", **stopped})
@@ -340,4 +419,9 @@ class Engine:
                     f"WARNING: the time budget of {s.time_budget_minutes} min stopped this run at step {step} of "
                     f"{s.total_steps}; its results depend on the machine's speed. Rerun the same command to go on."
                 )
+        if stopped["reason"] == "preempted":
+            raise Preempted(
+                f"stopped by {stopped['signal']} at step {stopped['step']} of {s.total_steps}, the training state "
+                f"saved in {self.run_dir / task.state_file}; rerun the same command to go on (exit {PREEMPTED})"
+            )
         return stopped

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,20 @@ from s2ikit.core.grid import save_grid
 from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.loader import make_loader
 from s2ikit.data.shards import has_split
-from s2ikit.training.distributed import DistInfo, broadcast_parameters, cleanup, init_distributed, sync_gradients
+from s2ikit.training.distributed import (
+    DistInfo,
+    broadcast_parameters,
+    cleanup,
+    init_distributed,
+    mean_statistics,
+    sync_gradients,
+)
 from s2ikit.training.ema import ema_decay_at, standing_statistics, update_ema
 from s2ikit.training.engine import Engine, Schedule, Task
 from s2ikit.training.gan_loss import FusionS2iGanLoss
+from s2ikit.training.precision import Precision
 from s2ikit.training.run_lock import hold_run
+from s2ikit.training.scale import BatchPlan, plan_batches
 from s2ikit.training.speech_cache import SpeechEmbeddings
 from s2ikit.utils.seeds import derive_seed
 
@@ -58,6 +66,8 @@ class GANTask(Task):
         self.data_dir, self.encoder_run, self.run_dir, self.config, self.info = (
             data_dir, encoder_run, run_dir, config, info
         )  # fmt: skip
+        self.plan: BatchPlan = plan_batches("gan", config.batch_size, config.batch_per_process, info.world_size,
+                                            info.rank)  # fmt: skip
         torch.manual_seed(config.seed)
         encoders, _ = load_encoders(encoder_run, image_weights)
         self.speech_encoder = encoders.speech.requires_grad_(False).eval().to(info.device)
@@ -86,7 +96,8 @@ class GANTask(Task):
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr_g, betas=tuple(config.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr_d, betas=tuple(config.betas))
         self.loss = FusionS2iGanLoss(self.G, self.D, image_encoder, config)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else nullcontext()
+        self.precision = Precision(config.precision, info.device, config.tf32)
+        self.autocast = self.precision.autocast()
         self.speech = SpeechEmbeddings(
             self.speech_encoder, self.autocast, info.device, data_dir if config.cache_speech else None
         )
@@ -95,11 +106,16 @@ class GANTask(Task):
     def loader_config(self, epoch: int) -> LoaderConfig:
         c = self.config
         return LoaderConfig(
-            batch_size=c.batch_size, num_workers=c.num_workers, seed=derive_seed(c.seed, "gan/loader", epoch)
+            batch_size=self.plan.per_process, num_workers=c.num_workers, seed=derive_seed(c.seed, "gan/loader", epoch)
         )
 
     def steps_per_epoch(self) -> int:
-        return make_loader(self.data_dir, self.loader_config(0)).num_batches
+        return make_loader(self.data_dir, self.loader_config(0), stream=(0, self.plan.slots)).num_batches
+
+    def _seed(self, stream: str, step: int, slot: int) -> int:
+        """A per-step stream of `slot`; with one slot, the seed a run without slots has always used."""
+        index = (step,) if self.plan.slots == 1 else (step, slot, self.plan.slots)
+        return derive_seed(self.config.seed, stream, *index)
 
     def before_first_step(self, step: int) -> None:
         """The fixed captions of the sample grids and the standing-statistics bank (main rank)."""
@@ -108,35 +124,56 @@ class GANTask(Task):
             self.standing = _standing_speech(self.data_dir, self.speech_encoder, self.config, self.info.device)
 
     def batches(self, epoch: int) -> Iterable[Any]:
-        return make_loader(self.data_dir, self.loader_config(epoch))
+        """This process's micro-batches of each step, one per slot (training/scale.py)."""
+        config, slots = self.loader_config(epoch), self.plan.slots
+        return zip(*(make_loader(self.data_dir, config, stream=(slot, slots)) for slot in self.plan.my_slots))
 
-    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
-        config, device = self.config, self.info.device
-        speech = self.speech(batch)  # from the host batch: the cache is looked up by key, with no device sync
-        batch = to_device(batch, device)
-        real = batch["image"]
-        if real.shape[-1] != config.image_size:  # e.g. 64 px shards feeding a 32 px model
-            real = F.interpolate(real, size=(config.image_size, config.image_size), mode="area")
-        z = step_noise(config, step, real.shape[0], device)
-        rng = torch.Generator().manual_seed(derive_seed(config.seed, "gan/augment", step))
-        real = augment_real(real, config.augment_real, rng)
-        if self.channels_last:
-            real = real.contiguous(memory_format=torch.channels_last)
-        with self.autocast:
-            noise = torch.Generator().manual_seed(derive_seed(config.seed, "gan/speech_noise", step))
-            fake = self.loss.generate(speech, z, noise)  # passed to both phases
-            d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake.images, rng)
+    def train_step(self, batches: tuple[dict[str, Any], ...], step: int) -> dict[str, torch.Tensor] | None:
+        """D's phase over every micro-batch, one D update, then G's phase likewise. With one micro-batch, G's
+        phase reuses the D phase's images and their graph; with several, each is drawn again from the same
+        inputs (the same images) rather than keeping every graph alive, which accumulation is there to avoid."""
+        config, device, plan = self.config, self.info.device, self.plan
+        z_all = step_noise(config, step, plan.global_batch, device)
         self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        sync_gradients(self.D, self.info)
-        self.opt_d.step()
-        with self.autocast:
-            g_loss, g_stats = self.loss.generator_loss(fake, speech, batch["class_id"], rng)
+        parts, inputs = [], []
+        for slot, batch in zip(plan.my_slots, batches):
+            speech = self.speech(batch)  # from the host batch: the cache is looked up by key, with no device sync
+            batch = to_device(batch, device)
+            real = batch["image"]
+            if real.shape[-1] != config.image_size:  # e.g. 64 px shards feeding a 32 px model
+                real = F.interpolate(real, size=(config.image_size, config.image_size), mode="area")
+            z = z_all[plan.rows(slot)]
+            rng = torch.Generator().manual_seed(self._seed("gan/augment", step, slot))
+            real = augment_real(real, config.augment_real, rng)
+            if self.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            with self.autocast:
+                noise = torch.Generator().manual_seed(self._seed("gan/speech_noise", step, slot))
+                fake = self.loss.generate(speech, z, noise)
+                d_loss, d_stats = self.loss.discriminator_loss(real, speech, fake.images, rng,
+                                                               self.precision.penalty_scale())  # fmt: skip
+            self.precision.backward(d_loss)  # summed over the micro-batches; sync_gradients divides once
+            parts.append(d_stats)
+            inputs.append((slot, speech, z, batch["class_id"], rng, fake if plan.accumulation == 1 else None))
+            del d_loss
+        sync_gradients(self.D, self.info, plan.accumulation)
+        self.precision.step(self.opt_d)
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        sync_gradients(self.G, self.info)
-        self.opt_g.step()
-        return {**d_stats, **g_stats}
+        for j, (slot, speech, z, class_id, rng, fake) in enumerate(inputs):
+            with self.autocast:
+                if fake is None:
+                    noise = torch.Generator().manual_seed(self._seed("gan/speech_noise", step, slot))
+                    fake = self.loss.generate(speech, z, noise)
+                g_loss, g_stats = self.loss.generator_loss(fake, speech, class_id, rng)
+            self.precision.backward(g_loss)
+            parts[j] = {**parts[j], **g_stats}
+            del fake, g_loss
+        inputs.clear()
+        sync_gradients(self.G, self.info, plan.accumulation)
+        self.precision.step(self.opt_g)
+        if self.precision.update():
+            return None  # fp16 overflowed: the scaler skipped the step (training/precision.py)
+        return mean_statistics(parts, self.info)
 
     def after_step(self, step: int) -> None:
         update_ema(self.G_ema, self.G, ema_decay_at(self.config.ema_decay, self.config.ema_rampup, step))
@@ -158,13 +195,19 @@ class GANTask(Task):
     def state(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "loss": self.loss.state_dict()}  # fmt: skip
+                "loss": self.loss.state_dict(), **self._scaler_state()}  # fmt: skip
+
+    def _scaler_state(self) -> dict[str, Any]:
+        """fp16's loss scale (no key without a scaler: an fp32 state is what it always was)."""
+        scaler = self.precision.state_dict()
+        return {"scaler": scaler} if scaler else {}
 
     def load_state(self, state: dict[str, Any]) -> None:
         for module, key in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema"), (self.opt_g, "opt_g"),
                             (self.opt_d, "opt_d")):  # fmt: skip
             module.load_state_dict(state[key])
         self.loss.load_state_dict(state.get("loss", {}), self.info.device)  # saved before the loss had state: {}
+        self.precision.load_state_dict(state.get("scaler", {}))
         # the optimisers' states bring back the rates they were saved with: a resume's settings replace them
         for optimizer, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
             for group in optimizer.param_groups:
@@ -217,7 +260,8 @@ def _train(
         time_budget_minutes=config.time_budget_minutes,
         divergence_threshold=config.divergence_threshold,
     )
-    record = {"data": str(data_dir), "encoder_run": str(encoder_run), "gan": as_dict(config)}
+    record = {"data": str(data_dir), "encoder_run": str(encoder_run), "gan": as_dict(config),
+              "scale": task.plan.record()}  # fmt: skip
     engine = Engine(run_dir, info, schedule, record, "gan", log)
     return engine.run(task, engine.resume(task, resume, allow_new_data))
 

@@ -38,10 +38,19 @@ from s2ikit.training.encoder_loss import matching_loss
 
 
 def ma_gp(
-    scores: torch.Tensor, images: torch.Tensor, speech: torch.Tensor, weight: float, power: float
+    scores: torch.Tensor,
+    images: torch.Tensor,
+    speech: torch.Tensor,
+    weight: float,
+    power: float,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    """Matching-aware zero-centred gradient penalty, eq. 20 (DF-GAN's form)."""
-    grad_x, grad_s = torch.autograd.grad(scores.sum(), (images, speech), create_graph=True)
+    """Matching-aware zero-centred gradient penalty, eq. 20 (DF-GAN's form). `scale` (fp16's loss scale): the
+    scores are differentiated scaled, so that their gradients do not underflow, and the scale divided out."""
+    total = scores.sum() if scale is None else scores.sum() * scale
+    grad_x, grad_s = torch.autograd.grad(total, (images, speech), create_graph=True)
+    if scale is not None:
+        grad_x, grad_s = grad_x / scale, grad_s / scale
     grads = torch.cat([grad_x.flatten(1), grad_s.flatten(1)], dim=1)
     return weight * grads.norm(2, dim=1).pow(power).mean()
 
@@ -73,8 +82,14 @@ class FusionS2iGanLoss:
         return Generated(self.G(z, speech), z, speech)
 
     def discriminator_loss(
-        self, real: torch.Tensor, speech: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None
+        self,
+        real: torch.Tensor,
+        speech: torch.Tensor,
+        fake: torch.Tensor,
+        rng: torch.Generator | None = None,
+        penalty_scale: float | None = None,
     ) -> tuple[torch.Tensor, dict]:
+        """`penalty_scale`: fp16's loss scale, for MA-GP's gradient (training/precision.py); None otherwise."""
         real = translate(real.detach(), self.config.augment_translation, rng).requires_grad_(True)
         speech = speech.detach().requires_grad_(True)
         score_real, score_mismatch = self.D(real, speech, speech.roll(1, dims=0))
@@ -84,7 +99,7 @@ class FusionS2iGanLoss:
             + 0.5 * F.relu(1.0 + score_fake).mean()
             + 0.5 * F.relu(1.0 + score_mismatch).mean()
         )
-        penalty = ma_gp(score_real, real, speech, self.config.ma_gp_weight, self.config.ma_gp_power)
+        penalty = ma_gp(score_real, real, speech, self.config.ma_gp_weight, self.config.ma_gp_power, penalty_scale)
         loss = hinge + penalty
         lecam = self._lecam(score_real, score_fake) if self.config.lecam_weight > 0 else None
         if lecam is not None:

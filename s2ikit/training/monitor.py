@@ -1,8 +1,10 @@
 """What a person watches while the engine trains: a progress bar (steps/s, ETA) and TensorBoard events.
 
-The bar is drawn on the main rank when stderr is a terminal. With `tensorboard` installed, RUN/tensorboard/ gets
-every numeric field of each metrics.jsonl record (tag `SECTION/KEY`, e.g. `gan/d_loss`) and each sample grid
-(`SECTION/samples`, from RUN/samples/step-NNNNNNN.png), at the step they belong to.
+The bar is drawn on the main rank when stderr is a terminal; elsewhere (Slurm, nohup, a log file) plain lines
+with the step, rate and ETA are printed every 10% and at least every S2IKIT_PROGRESS_SECONDS (utils/progress.py).
+With `tensorboard` installed, RUN/tensorboard/ gets every numeric field of each metrics.jsonl record (tag
+`SECTION/KEY`, e.g. `gan/d_loss`) and each sample grid (`SECTION/samples`, from RUN/samples/step-NNNNNNN.png), at
+the step they belong to.
 """
 
 from __future__ import annotations

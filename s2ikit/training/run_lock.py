@@ -1,8 +1,9 @@
 """One training at a time per run folder: RUN/.lock.
 
 The lock file holds the PID, host and start time of the process training in RUN. It is created with O_EXCL, so
-of two starts only one gets it, and removed when that process ends: normally, by an exception, or by SIGTERM,
-which is turned into SystemExit while the lock is held so that the normal exception path runs. A lock whose
+of two starts only one gets it, and removed when that process ends: normally, by an exception, or by SIGTERM or SIGUSR1,
+which are turned into StopRequested (a SystemExit with the PREEMPTED status) while the lock is held so that the
+normal exception path runs; the training loop catches them itself and stops at a step boundary. A lock whose
 process is gone (on this host) is stale and taken over with a warning; a lock of another host is never guessed
 at. Under torchrun only rank 0 holds it (`hold_run`).
 """
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,6 +23,7 @@ from typing import Any
 from s2ikit.training.distributed import DistInfo, broadcast_flag
 from s2ikit.utils.atomic import pid_alive
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.stop_signals import StopSignals
 
 LOCK = ".lock"
 
@@ -118,10 +118,6 @@ def release(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def _made_by_mkdir(run_dir: Path) -> list[Path]:
     """The folders that creating `run_dir` would make, innermost first."""
     missing, folder = [], run_dir.absolute()
@@ -137,14 +133,10 @@ def run_lock(run_dir: Path, log: Callable[[str], None] = print) -> Iterator[Path
     made for the lock are removed again if the block left nothing in them (a training refused at its start)."""
     made = _made_by_mkdir(run_dir)
     path = acquire(run_dir, log)
-    previous = None
-    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        yield path
+        with StopSignals(raise_now=True):
+            yield path
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         release(path)
         for folder in made:
             try:
