@@ -15,7 +15,7 @@ from rich.table import Table
 
 from s2ikit import __version__
 from s2ikit.audio.limits import GRID_COLUMNS, MAX_AUDIO_SECONDS, MAX_IMAGES, MAX_INPUTS, MAX_TEXT_CHARS
-from s2ikit.config import PrepareFlag, PrepareSource, datasets, load_preset, parse_overrides
+from s2ikit.config import PrepareFlag, PrepareSource, datasets, load_preset, origin_of, parse_overrides
 from s2ikit.utils import exit_codes
 from s2ikit.utils.download import Limits
 from s2ikit.utils.errors import UserError
@@ -407,21 +407,6 @@ def train_gan_command(
 
 
 # ---- evaluation and generation -----------------------------------------------------------------------------
-def _where_set(preset: str, overrides: dict[str, dict[str, Any]], flags: dict[str, str], key: str) -> str:
-    """Where `section.key`'s value came from, as the preset loader names it: its flag, `--set section.key`, the
-    preset file and [section].key (through `extends`), or `section.key` for a default."""
-    import typing
-
-    from s2ikit.config import Preset, find_preset
-    from s2ikit.utils.tables import add_overrides, read_layers
-
-    sections = typing.get_type_hints(Preset)
-    tables = read_layers(find_preset(preset), find_preset, sections)
-    add_overrides(tables, overrides, sections, flags)
-    section, _, name = key.partition(".")
-    return tables.get(section, {}).get(name, (None, key))[1]
-
-
 @app.command()
 @friendly
 def evaluate(
@@ -470,7 +455,7 @@ def evaluate(
     report = run_evaluation(
         run, config, out, data_dir, str(inception_weights or ""), str(image_weights or ""),
         log=lambda line: console.print(line, soft_wrap=True, highlight=False),
-        metrics=config.metrics, metrics_from=_where_set(preset_name, sections, flags, "evaluate.metrics"),
+        metrics=config.metrics, metrics_from=origin_of(preset_name, sections, flags, "evaluate.metrics"),
     )  # fmt: skip
     for line in report["summary"].values():  # each metric's own line, in the order they ran
         if line:

@@ -452,6 +452,16 @@ def section_types() -> dict[str, type]:
     return dict(fixed[:3] + [(name, entry.settings) for name, entry in datasets().items()] + fixed[3:])
 
 
+def origin_of(name_or_path: str, overrides: Mapping[str, Mapping[str, Any]], flags: Mapping[str, str], key: str) -> str:
+    """Where `section.key`'s value comes from, as load_preset's errors name it: its flag, `--set section.key`, the
+    preset file and [section].key (through `extends`), or `section.key` for a default."""
+    types = section_types()
+    tables = read_layers(find_preset(name_or_path), find_preset, types)
+    add_overrides(tables, dict(overrides or {}), types, flags or {})
+    section, _, name = key.partition(".")
+    return tables.get(section, {}).get(name, (None, key))[1]
+
+
 def presets_dir() -> Path:
     """Preset files: packaged copy in an installed wheel, else the repository's `pipelines/` folder."""
     packaged = Path(__file__).resolve().parent / "_presets"
