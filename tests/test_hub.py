@@ -65,7 +65,12 @@ def test_export_push_to_hub_then_from_pretrained_of_the_id_draws_the_same(gan_ru
     assert pipe.bundle.path.is_relative_to(tmp_path / "hf-cache")  # fetched into the Hub's cache, not elsewhere
     assert np.array_equal(pictures(pipe, wav), pictures(SpeechToImage.from_pretrained(out), wav))
     assert np.array_equal(pictures(pipe, wav), pictures(SpeechToImage.from_pretrained(gan_run), wav))
-    # a README the model card links to the Hub id, not the old command
+    # `s2ikit generate USER/NAME` draws the grid the local folder gives
+    for source, grid in (("you/shapes-model", "hub.png"), (str(out), "local.png")):
+        args = ["generate", source, "--wav", str(wav), "-n", "2", "--device", "cpu", "-o", str(tmp_path / grid)]
+        assert runner.invoke(app, args).exit_code == 0
+    assert (tmp_path / "hub.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    # the model card names the Hub id, not the old command
     assert "huggingface-cli" not in pushed["README.md"].decode()
 
 
