@@ -70,8 +70,9 @@ def test_export_push_to_hub_then_from_pretrained_of_the_id_draws_the_same(gan_ru
         args = ["generate", source, "--wav", str(wav), "-n", "2", "--device", "cpu", "-o", str(tmp_path / grid)]
         assert runner.invoke(app, args).exit_code == 0
     assert (tmp_path / "hub.png").read_bytes() == (tmp_path / "local.png").read_bytes()
-    # the model card names the Hub id, not the old command
-    assert "huggingface-cli" not in pushed["README.md"].decode()
+    # the model card tells a Hub reader how to load it by its id, with the `hf` command that exists
+    card = pushed["README.md"].decode()
+    assert "give the repo id `USER/NAME`" in card and "`hf download USER/NAME --local-dir THIS_FOLDER`" in card
 
 
 def test_save_pretrained_round_trip_on_a_branch(gan_run, tmp_path, fake_hub):
