@@ -21,6 +21,7 @@ class FakeHub:
     def __init__(self):
         self.repos: dict[str, dict] = {}  # repo id -> {"private", "refs": {branch: sha}, "commits": {sha: files}}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
+        self.refuse_writes = False  # answer every POST 403, as the Hub does a token without write access
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -106,6 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         self.hub.requests.append((method, path))
         head = method == "HEAD"
+        if method == "POST" and self.hub.refuse_writes:
+            self._body()
+            return self._error(403, "Forbidden", "You don't have the rights to create a model under this namespace")
         if method == "POST" and path == "/api/repos/create":
             payload = json.loads(self._body())
             repo = f"{payload['organization']}/{payload['name']}"

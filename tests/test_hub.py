@@ -4,6 +4,7 @@ drawing the same pictures; revisions, the offline cache and every failure are on
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -116,6 +117,21 @@ def test_failures_are_one_line(gan_run, tmp_path, fake_hub):
     assert not (tmp_path / "x").exists()  # refused before anything was written
     result = runner.invoke(app, ["export", str(gan_run), str(tmp_path / "y"), "--private"])
     assert result.exit_code != 0 and "--private and --revision go with --push-to-hub" in result.output
+
+
+def test_a_push_the_hub_refuses_or_cannot_reach_is_one_line(gan_run, tmp_path, fake_hub, monkeypatch):
+    export_generator(gan_run, tmp_path / "model")
+    fake_hub.refuse_writes = True  # as the Hub answers a token without write access
+    with pytest.raises(UserError, match=r"you/model: push to the Hub failed \(.*403.*\); log in with `hf auth login`"):
+        hub.upload(tmp_path / "model", "you/model")
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", nowhere)
+    with pytest.raises(UserError, match=r"you/model: push to the Hub failed \(.*refused.*\)$"):
+        hub.upload(tmp_path / "model", "you/model")
 
 
 def test_a_local_folder_wins_over_a_hub_id_of_the_same_name(gan_run, tmp_path, fake_hub, monkeypatch):

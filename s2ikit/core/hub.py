@@ -41,6 +41,18 @@ def _library():
     return huggingface_hub
 
 
+def _failures() -> tuple[type[Exception], ...]:
+    """What a failed exchange with the Hub raises beyond huggingface_hub's own errors: OSError, ValueError and the
+    HTTP client's errors (httpx2, a dependency of huggingface_hub 2; e.g. a refused connection)."""
+    from huggingface_hub import errors
+
+    try:
+        import httpx2
+    except ImportError:
+        return errors.HfHubHTTPError, OSError, ValueError
+    return errors.HfHubHTTPError, OSError, ValueError, httpx2.HTTPError
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -66,7 +78,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         offline = hub.constants.HF_HUB_OFFLINE or isinstance(e.__cause__, errors.OfflineModeIsEnabled)
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached"
         raise UserError(f"{repo_id}{at}: not in the Hub cache ({hub.constants.HF_HUB_CACHE}) and {why}") from None
-    except (errors.HfHubHTTPError, OSError, ValueError) as e:
+    except _failures() as e:
         raise UserError(f"{repo_id}{at}: cannot download from the Hub ({_first_line(e)})") from None
     return Path(folder)
 
@@ -88,7 +100,8 @@ def upload(folder: str | Path, repo_id: str, private: bool = False, revision: st
                                    allow_patterns=EXPORT_FILES, commit_message=message)  # fmt: skip
     except errors.OfflineModeIsEnabled:
         raise UserError(f"{repo_id}: cannot push while HF_HUB_OFFLINE is set") from None
-    except (errors.HfHubHTTPError, OSError, ValueError) as e:
-        raise UserError(f"{repo_id}: push to the Hub failed ({_first_line(e)}); log in with `hf auth login` or "
-                        "set HF_TOKEN") from None  # fmt: skip
+    except _failures() as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        login = "; log in with `hf auth login` or set HF_TOKEN" if status in (401, 403) else ""
+        raise UserError(f"{repo_id}: push to the Hub failed ({_first_line(e)}){login}") from None
     return str(commit.commit_url)
