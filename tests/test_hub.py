@@ -100,7 +100,7 @@ def test_save_pretrained_round_trip_on_a_branch(gan_run, tmp_path, fake_hub):
 
 
 def test_failures_are_one_line(gan_run, tmp_path, fake_hub):
-    with pytest.raises(UserError, match=r"nobody/nothing: no such model repo on the Hub"):
+    with pytest.raises(UserError, match=r"nobody/nothing: neither a local path nor a model repo on the Hub"):
         SpeechToImage.from_pretrained("nobody/nothing")
     export_generator(gan_run, tmp_path / "model")
     hub.upload(tmp_path / "model", "you/model")

@@ -72,8 +72,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     except errors.GatedRepoError:
         raise UserError(f"{repo_id}: gated; accept its terms on its Hub page and log in (`hf auth login`)") from None
     except errors.RepositoryNotFoundError:
-        raise UserError(f"{repo_id}: no such model repo on the Hub (a private one needs `hf auth login` or HF_TOKEN)"
-                        ) from None  # fmt: skip
+        raise UserError(f"{repo_id}: neither a local path nor a model repo on the Hub (a private repo needs "
+                        "`hf auth login` or HF_TOKEN)") from None  # fmt: skip
     except errors.LocalEntryNotFoundError as e:
         offline = hub.constants.HF_HUB_OFFLINE or isinstance(e.__cause__, errors.OfflineModeIsEnabled)
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub cannot be reached"
