@@ -82,6 +82,7 @@ def test_save_pretrained_round_trip_on_a_branch(gan_run, tmp_path, fake_hub):
     folder = pipe.save_pretrained(tmp_path / "saved", push_to_hub="you/branchy")
     assert sorted(p.name for p in folder.iterdir()) == sorted(["config.json", "README.md", *WEIGHTS.values()])
     main_sha = fake_hub.repos["you/branchy"]["refs"]["main"]
+    assert not fake_hub.repos["you/branchy"]["private"]  # public unless asked
 
     # the Hub-loaded model saved again and pushed to a new branch: byte for byte what main holds; main unchanged
     from_hub = SpeechToImage.from_pretrained("you/branchy")

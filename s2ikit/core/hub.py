@@ -93,7 +93,7 @@ def upload(folder: str | Path, repo_id: str, private: bool = False, revision: st
 
     api = hub.HfApi()
     try:
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type="model", private=private or None, exist_ok=True)  # None: the default
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
