@@ -493,7 +493,11 @@ def select(
 @app.command()
 @friendly
 def generate(
-    run: Path = typer.Argument(..., help="A `train-gan` run folder, a generator .pt or an `s2ikit export` folder."),
+    run: str = typer.Argument(
+        ...,
+        help="A `train-gan` run folder, a generator .pt, an `s2ikit export` folder, or the id USER/NAME of a "
+        "Hugging Face Hub model repo holding one (needs `pip install huggingface_hub`).",
+    ),
     wav: list[Path] | None = typer.Option(
         None, "--wav", help=f"A spoken description (any sample rate, up to {MAX_AUDIO_SECONDS:.0f} s). Repeatable."
     ),
@@ -513,11 +517,18 @@ def generate(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the -o grid if it already exists."),
     tts: str | None = typer.Option(None, "--tts", help="TTS backend for --text (default: the data set's)."),
-    bf16: bool = typer.Option(
-        False,
-        "--bf16",
-        help="Run the generator in bfloat16: about a third faster on CPUs with AMX or AVX-512 BF16 "
-        "and on GPUs; the pictures differ slightly from the default fp32's.",
+    device: str = typer.Option(
+        "auto", "--device", help="Where to run: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N."
+    ),
+    precision: str = typer.Option(
+        "fp32",
+        "--precision",
+        help="fp32 (the same pictures everywhere), bf16 (about a third faster on CPUs with AMX or AVX-512 BF16 and "
+        "on GPUs) or fp16 (GPUs only; refused on the CPU). bf16 and fp16 pictures differ slightly from fp32's.",
+    ),
+    bf16: bool = typer.Option(False, "--bf16", help="The same as --precision bf16."),
+    revision: str | None = typer.Option(
+        None, "--revision", help="For a Hub repo id USER/NAME as RUN: its branch, tag or commit (default main)."
     ),
 ) -> None:
     """Turn speech into pictures: wav files, or sentences spoken by the TTS, through a trained run.
@@ -528,13 +539,22 @@ def generate(
     Example: s2ikit generate runs/shapes/gan --text "a large green triangle" --num 8 -o triangle.png
     """
     from s2ikit.core.grid import check_grid_path, save_rows
-    from s2ikit.core.speech_to_image import SpeechToImage, check_num
+    from s2ikit.core.inference import PRECISIONS
+    from s2ikit.core.speech_to_image import SpeechToImage, check_num, resolve_device
 
     if not wav and not text:
         raise UserError("give at least one --wav FILE or --text SENTENCE")
     check_num(num)
-    check_grid_path(out, overwrite, [run, *(wav or [])])
-    pipe = SpeechToImage.from_pretrained(run, precision="bf16" if bf16 else "fp32")
+    check_grid_path(out, overwrite, [Path(run), *(wav or [])])
+    if bf16 and precision not in ("fp32", "bf16"):
+        raise UserError(f"--bf16 and --precision {precision}: give one of them")
+    precision = "bf16" if bf16 else precision
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
+    where = resolve_device(device)
+    if where.type == "cpu" and precision == "fp16":
+        raise UserError("--precision fp16 runs on a GPU only (--device cuda); on the CPU use bf16 or fp32")
+    pipe = SpeechToImage.from_pretrained(run, device=where, precision=precision, revision=revision)
     check_grid_path(out, overwrite, [pipe.bundle.path, *(wav or [])])  # the model file a run folder holds
     images, labels = pipe.generate(wav=wav or None, text=text or None, num=num, seed=seed, tts_backend=tts or "")
     save_rows(images, labels, out)
@@ -551,21 +571,40 @@ generate.__doc__ = generate.__doc__.format(
 def export(
     run: Path = typer.Argument(..., help="A `train-gan` run folder or a generator .pt (e.g. RUN/checkpoints/best.pt)."),
     out: Path = typer.Argument(..., help="The folder to write (new, empty, or an earlier export to replace)."),
+    push_to_hub: str | None = typer.Option(
+        None,
+        "--push-to-hub",
+        metavar="USER/NAME",
+        help="Then upload OUT to this Hugging Face Hub model repo, created when missing (needs `pip install "
+        "huggingface_hub` and a token: `hf auth login` or HF_TOKEN).",
+    ),
+    private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo private."),
+    revision: str | None = typer.Option(
+        None, "--revision", help="With --push-to-hub: the branch to push to, created from main when missing."
+    ),
 ) -> None:
     """Write a shareable model folder: safetensors weights (no pickle), config.json and a model card README.md.
 
     Holds the EMA generator and its speech encoder, the log-mel recipe and the TTS settings; RUN/eval/report.json's
     numbers go into the model card when they are of the same step. `s2ikit generate OUT` and
-    `SpeechToImage.from_pretrained(OUT)` load it; `huggingface-cli upload USER/NAME OUT .` shares it unchanged.
-    Example: s2ikit export runs/shapes/gan shapes-model
+    `SpeechToImage.from_pretrained(OUT)` load it; --push-to-hub USER/NAME (or `hf upload USER/NAME OUT .`) shares
+    it unchanged, and then `SpeechToImage.from_pretrained("USER/NAME")` and `s2ikit generate USER/NAME` load it.
+    Example: s2ikit export runs/shapes/gan shapes-model --push-to-hub you/s2ikit-shapes
     """
-    from s2ikit.core import checkpoints
+    from s2ikit.core import checkpoints, hub
     from s2ikit.core.export import export_generator
     from s2ikit.evaluation.report import read_summary
 
+    if push_to_hub is not None:
+        hub.check_repo_id(push_to_hub)  # before the export is written
+    elif private or revision:
+        raise UserError("--private and --revision go with --push-to-hub USER/NAME")
     run_dir = run if run.is_dir() else checkpoints.run_of(run)  # None: a generator.pt copied out of its run
     folder = export_generator(run, out, read_summary(run_dir / "eval" / "report.json") if run_dir else None)
     Console().print(f"exported to {folder}")
+    if push_to_hub is not None:
+        url = hub.upload(folder, push_to_hub, private, revision, f"s2ikit export of {run.name}")
+        Console().print(f"pushed to {url}")
 
 
 @app.command()

@@ -70,7 +70,9 @@ def test_bf16_draws_nearly_the_fp32_pictures_and_bad_precision_is_one_line(gan_r
     out = tmp_path / "bf16.png"
     result = runner.invoke(app, ["generate", str(gan_run), "--wav", str(wav), "--bf16", "-n", "2", "-o", str(out)])
     assert result.exit_code == 0 and out.exists(), result.output
-    with pytest.raises(UserError, match=r"precision='fp16': must be one of fp32\|bf16"):
+    with pytest.raises(UserError, match=r"precision='fp8': must be one of fp32\|bf16\|fp16"):
+        SpeechToImage.from_pretrained(gan_run, precision="fp8")
+    with pytest.raises(UserError, match=r"precision fp16 runs on a GPU only"):
         SpeechToImage.from_pretrained(gan_run, precision="fp16")
 
 

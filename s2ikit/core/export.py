@@ -1,8 +1,8 @@
 """The exported model folder: the one format for sharing a trained generator, written and read here only.
 
 `s2ikit export RUN OUT` turns a run's `generator` checkpoint into a folder that holds no pickle at all, so it can
-be opened by anyone without trusting its author, and that a model hub serves as is (`huggingface-cli upload
-USER/NAME OUT .` uploads it unchanged; the README.md is the hub's model card):
+be opened by anyone without trusting its author, and that a model hub serves as is (`s2ikit export RUN OUT
+--push-to-hub USER/NAME` or `hf upload USER/NAME OUT .` uploads it unchanged; the README.md is the hub's model card):
 
 - `generator.safetensors`: the EMA generator's weights;
 - `speech_encoder.safetensors`: the frozen speech encoder it was trained with;
@@ -16,6 +16,7 @@ in one line instead of silently generating from mismatched weights.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 
 from s2ikit import __version__
 from s2ikit.config import FeatureConfig, TTSConfig, build_section, datasets
-from s2ikit.core import checkpoints
+from s2ikit.core import checkpoints, hub
 from s2ikit.core.export_config import Invalid, confined, read_config, validate
 from s2ikit.core.factories import build_generator, build_speech_encoder
 from s2ikit.core.inference import GeneratorBundle, load_bundle, resolve_checkpoint
@@ -58,8 +59,22 @@ def is_export(path: str | Path) -> bool:
     return isinstance(found, dict) and found.get("format") == FORMAT
 
 
-def load_pretrained(path: str | Path) -> GeneratorBundle:
-    """An exported folder, a `train-gan` run folder, or a generator checkpoint file (.pt, also older ones)."""
+def load_pretrained(path: str | Path, revision: str | None = None) -> GeneratorBundle:
+    """An exported folder, a `train-gan` run folder, a generator checkpoint file (.pt, also older ones), or the id
+    USER/NAME of a Hub model repo holding an export (at `revision`), when no such local path exists.
+
+    A Hub repo is fetched into the Hub's cache (hub.py) and read as an export only, with the same checks as a local
+    one: a downloaded folder is never unpickled."""
+    if not Path(path).exists() and hub.is_hub_id(path):
+        folder = hub.download(str(path), revision)
+        if not (folder / CONFIG).is_file():
+            raise UserError(f"{path}: the Hub repo holds no {CONFIG}; it is not an `s2ikit export` folder")
+        # the cache's snapshots/COMMIT/ files are links to the same repo's blobs/: they must stay in that repo's folder
+        bundle = load_export(folder, within=folder.parents[1])
+        bundle.info["hub"] = {"repo": str(path), "revision": revision, "within": folder.parents[1]}
+        return bundle
+    if revision is not None:
+        raise UserError(f"revision={revision!r}: only for a Hub id USER/NAME, and {path} is a local path")
     path = Path(path)
     if path.is_dir() and is_export(path):
         return load_export(path)
@@ -120,6 +135,41 @@ def _dataset_summary(data: str | None) -> dict[str, Any]:
     return {"name": info.dataset, "image_size": info.image_size, "classes": len(info.classes), "splits": splits}
 
 
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not is_export(out):
+        raise UserError(f"{out}: not empty and not an `s2ikit export` folder; choose a new or empty folder")
+
+
+def copy_export(source: str | Path, out: str | Path, within: Path | None = None) -> Path:
+    """Write the export folder `out` as a copy of the export folder `source` (as load_export read it, `within` as
+    there), each weight file checked against its sha256 again; config.json last, as export_generator writes it."""
+    source, out = Path(source), Path(out)
+    if out.resolve() == source.resolve():
+        return out
+    _check_out(out)
+    file = source / CONFIG
+    config, _ = validate(read_config(file), file, tuple(WEIGHTS), FORMAT, FORMAT_VERSION)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, entry in config["files"].items():
+        try:
+            path = confined(source, entry["path"], f"files.{name}.path", within)
+            target = confined(out, entry["path"], f"files.{name}.path")
+        except Invalid as e:
+            raise UserError(f"{file}: {e}") from None
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise UserError(f"{path}: does not match the sha256 in {CONFIG}; export or download it again")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+            os.chmod(tmp, 0o644)
+    write_bytes(out / CARD, (source / CARD).read_bytes() if (source / CARD).is_file() else model_card(config).encode())
+    write_json(out / CONFIG, config)
+    return out
+
+
 def export_generator(source: str | Path, out: str | Path, evaluation: dict[str, Any] | None = None) -> Path:
     """Write the export folder `out` from a run folder or generator checkpoint; returns `out`.
 
@@ -127,10 +177,7 @@ def export_generator(source: str | Path, out: str | Path, evaluation: dict[str, 
     when they were measured on this checkpoint's step. Each file is written atomically and config.json last, so
     an interrupted export leaves a folder that load_export refuses rather than one that half-works."""
     path, out = resolve_checkpoint(source), Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not is_export(out):
-        raise UserError(f"{out}: not empty and not an `s2ikit export` folder; choose a new or empty folder")
+    _check_out(out)
     ckpt = checkpoints.load(path, "generator")
     out.mkdir(parents=True, exist_ok=True)
     _save_weights(ckpt["generator"], out / WEIGHTS["generator"], "generator")
@@ -158,19 +205,20 @@ def export_generator(source: str | Path, out: str | Path, evaluation: dict[str, 
     return out
 
 
-def load_export(folder: str | Path) -> GeneratorBundle:
+def load_export(folder: str | Path, within: Path | None = None) -> GeneratorBundle:
     """An exported folder -> the generator bundle `generate` uses (eval mode, on the CPU).
 
     Everything is checked before anything is built: config.json against its schema (export_config.py: every key,
     type and range; the networks' sizes), each weight file's path (inside the folder), size and sha256; the
-    weights must then fit the networks tensor by tensor. Each problem is one line naming the file."""
+    weights must then fit the networks tensor by tensor. Each problem is one line naming the file.
+    `within`: a folder above `folder` that each weight file must resolve into (default `folder` itself)."""
     folder = Path(folder)
     file = folder / CONFIG
     config, sizes = validate(read_config(file), file, tuple(WEIGHTS), FORMAT, FORMAT_VERSION)
     states = {}
     for name, entry in config["files"].items():
         try:
-            path = confined(folder, entry["path"], f"files.{name}.path")
+            path = confined(folder, entry["path"], f"files.{name}.path", within)
         except Invalid as e:
             raise UserError(f"{file}: {e}") from None
         states[name] = _load_weights(path, entry["sha256"], 8 * sizes[name] + _HEADER_BYTES)
@@ -250,8 +298,9 @@ def model_card(config: dict[str, Any]) -> str:
         'images = pipe(wav="description.wav", num=4, seed=0)  # PIL images; text="..." speaks a sentence first',
         "```",
         "",
-        "or `s2ikit generate THIS_FOLDER --wav description.wav -n 4 -o out.png`. From a model hub: "
-        "`huggingface-cli download USER/NAME --local-dir THIS_FOLDER` first.",
+        "or `s2ikit generate THIS_FOLDER --wav description.wav -n 4 -o out.png`. From the Hugging Face Hub, "
+        "give the repo id `USER/NAME` in place of THIS_FOLDER (`pip install huggingface_hub`; `revision=` picks a "
+        "branch, tag or commit), or fetch the folder with `hf download USER/NAME --local-dir THIS_FOLDER`.",
         "",
         "The folder holds no pickle: `generator.safetensors`, `speech_encoder.safetensors` and `config.json` (the "
         "arguments that rebuild both networks, the log-mel recipe, the TTS settings, each file's sha256).",

@@ -216,7 +216,9 @@ TTS = table(
         "coqui_model": text(4096),
         "coqui_vocoder": text(4096),
         "device": literal(TTSConfig, "device"),
+        "voices": listing(text(4096), 0, 256),
         "length_scales": listing(number(0, 10, above=True), 1, 16),
+        "pitches": listing(number(0, 10, above=True), 1, 16),
         "noise_scale": number(0, 10),
         "noise_w": number(0, 10),
         "threads": integer(1, 256),
@@ -338,15 +340,15 @@ def _check_size(args: dict[str, Any], build: Callable[[dict[str, Any]], nn.Modul
     return count
 
 
-def confined(folder: Path, name: str, key: str) -> Path:
-    """`folder / name` when `name` is a relative path that stays inside `folder` once resolved (symbolic links
-    included); otherwise an Invalid naming `key`."""
+def confined(folder: Path, name: str, key: str, within: Path | None = None) -> Path:
+    """`folder / name` when `name` is a relative path that stays inside `folder` (or `within`, a folder above it)
+    once resolved (symbolic links included); otherwise an Invalid naming `key`."""
     if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
         raise Invalid(key, f"must be a file inside the export folder, got the absolute path {_shown(name)}")
     if ".." in PurePosixPath(name.replace("\\", "/")).parts:
         raise Invalid(key, f"must be a file inside the export folder, got {_shown(name)} (it climbs out with ..)")
     path = folder / name
-    inside = folder.resolve()
+    inside = (folder if within is None else within).resolve()
     try:
         path.resolve().relative_to(inside)
     except ValueError:

@@ -29,7 +29,7 @@ from s2ikit.models.speech_encoder import SpeechEncoder
 from s2ikit.utils.errors import UserError
 from s2ikit.utils.seeds import derive_seed
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: float16 autocast, for GPUs (SpeechToImage refuses it on a CPU)
 
 
 @dataclass
@@ -145,7 +145,8 @@ def generate_images(
     `first_row + i`, so a split generated batch by batch gets the same images as in one go."""
     device = bundle.device
     rows = list(range(first_row, first_row + speech.shape[0]))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bundle.precision == "bf16"):
+    dtype = torch.float16 if bundle.precision == "fp16" else torch.bfloat16
+    with torch.autocast(device.type, dtype=dtype, enabled=bundle.precision != "fp32"):
         images = [
             bundle.generator(caption_noise(seed, rows, k, bundle.generator.z_dim).to(device), speech.to(device))
             for k in range(num)

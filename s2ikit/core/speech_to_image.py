@@ -20,7 +20,7 @@ from PIL import Image
 
 from s2ikit.audio.limits import MAX_IMAGES, MAX_INPUTS
 from s2ikit.audio.speech import duration, speech_log_mel, wav_log_mel
-from s2ikit.core import export
+from s2ikit.core import export, hub
 from s2ikit.core.images import to_pil
 from s2ikit.core.inference import GeneratorBundle, embed_speech, generate_images, mel_of_text
 from s2ikit.utils.errors import UserError
@@ -39,6 +39,25 @@ def check_num(num) -> int:
     return int(num)
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The device "auto" (a GPU when there is one, else the CPU), "cpu", "cuda" or "cuda:N" names on this machine."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name[5:]) if ":" in name else 0
+        if index >= count:
+            have = f"{count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
+            raise UserError(f"device {device!r}: this machine has {have}; use --device cpu or auto")
+        return torch.device(name)
+    raise UserError(f"device {device!r}: must be auto, cpu, cuda or cuda:N")
+
+
 class SpeechToImage:
     """Spoken descriptions in, PIL images out, through one trained generator and its speech encoder."""
 
@@ -47,15 +66,47 @@ class SpeechToImage:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32"
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        revision: str | None = None,
     ) -> SpeechToImage:
-        """A `train-gan` run folder, a generator checkpoint (.pt), or a folder written by `s2ikit export`.
+        """A `train-gan` run folder, a generator checkpoint (.pt), a folder written by `s2ikit export`, or the id
+        "USER/NAME" of a Hugging Face Hub model repo holding such a folder (when no local path of that name exists;
+        needs `pip install huggingface_hub`). `revision`: the Hub repo's branch, tag or commit (default main). A Hub
+        repo is kept in the Hub's cache, so HF_HUB_OFFLINE=1 loads it again without the network.
         precision "bf16": the generator runs under bfloat16 autocast, about a third faster on CPUs with AMX or
-        AVX-512 BF16 and on GPUs; its pictures differ slightly from fp32's (the default, the same everywhere)."""
-        return cls(export.load_pretrained(path).use_precision(precision)).to(device)
+        AVX-512 BF16 and on GPUs; "fp16": float16 autocast, on a GPU only. Their pictures differ slightly from
+        fp32's (the default, the same everywhere). `device`: "cpu" (the default), "cuda", "cuda:N" or "auto"."""
+        device = resolve_device(device)  # before a download: a bad device is named at once
+        bundle = export.load_pretrained(path, revision).use_precision(precision)
+        return cls(bundle).to(device)
+
+    def save_pretrained(
+        self, folder: str | Path, push_to_hub: str | None = None, private: bool = False, revision: str | None = None
+    ) -> Path:
+        """Write the model this pipeline was loaded from as an `s2ikit export` folder (what `s2ikit export` writes,
+        the evaluation numbers aside: run `s2ikit export` for a model card that shows them); with `push_to_hub`
+        "USER/NAME", also upload the folder to that Hub model repo (created `private` when missing; on branch
+        `revision`, default main). Returns the folder."""
+        if push_to_hub is not None:
+            hub.check_repo_id(push_to_hub, "push_to_hub")  # before anything is written
+        info = self.bundle.info
+        if self.bundle.path.is_dir() and export.is_export(self.bundle.path):
+            within = info["hub"]["within"] if info.get("hub") else None
+            folder = export.copy_export(self.bundle.path, folder, within)
+        else:
+            folder = export.export_generator(self.bundle.path, folder)
+        if push_to_hub is not None:
+            hub.upload(folder, push_to_hub, private, revision, f"s2ikit export, step {self.step}")
+        return Path(folder)
 
     def to(self, device: str | torch.device) -> SpeechToImage:
-        self.bundle.to(torch.device(device))
+        device = resolve_device(device)
+        if device.type == "cpu" and self.bundle.precision == "fp16":
+            raise UserError("precision fp16 runs on a GPU only; on the CPU use bf16 (or fp32)")
+        self.bundle.to(device)
         return self
 
     @property
