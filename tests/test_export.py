@@ -124,3 +124,11 @@ def test_a_damaged_or_misplaced_export_is_refused_in_one_line(gan_run, tmp_path)
     assert runner.invoke(app, ["export", str(run), str(tmp_path / "m2")]).exit_code == 0
     card = (tmp_path / "m2/README.md").read_text()
     assert "is of step 1, not of this checkpoint's step 2" in card and "fid/value" not in card
+
+
+def test_two_exports_of_one_checkpoint_are_byte_identical(gan_run, tmp_path):
+    from s2ikit.core.export import export_generator
+
+    first, second = export_generator(gan_run, tmp_path / "a"), export_generator(gan_run, tmp_path / "b")
+    for name in ("generator.safetensors", "speech_encoder.safetensors", "config.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name

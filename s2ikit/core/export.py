@@ -17,6 +17,7 @@ in one line instead of silently generating from mismatched weights.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,9 @@ def _save_weights(state: dict[str, torch.Tensor], path: Path, network: str) -> N
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}  # no shared storage
-    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "network": network}
+    # one key: safetensors keeps its metadata in a hash map, so several keys come out in another order on every
+    # save, and two exports of one checkpoint would differ in their bytes and sha256
+    metadata = {"s2ikit": json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "network": network})}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
         os.chmod(tmp, 0o644)  # a file to share: readable by all, as a model hub serves it
