@@ -236,8 +236,10 @@ def test_generate_from_a_wav_and_from_text(gan_run, tmp_path):
     with Image.open(out) as grid:
         assert grid.size == (3 * 128, 2 * (128 + 37))  # one row of 3 images per input, captions beneath
     first = out.read_bytes()
-    assert runner.invoke(app, args).exit_code == 0 and out.read_bytes() == first  # same seed, same pictures
-    assert runner.invoke(app, [*args, "--seed", "1"]).exit_code == 0 and out.read_bytes() != first
+    again = runner.invoke(app, args)  # an existing picture is replaced only when asked
+    assert again.exit_code == 2 and "--overwrite" in again.output and out.read_bytes() == first
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0 and out.read_bytes() == first  # same pictures
+    assert runner.invoke(app, [*args, "--seed", "1", "--overwrite"]).exit_code == 0 and out.read_bytes() != first
     # the checkpoint alone is enough (copied away from its run)
     alone = tmp_path / "copied.pt"
     alone.write_bytes((gan_run / "checkpoints/generator.pt").read_bytes())
