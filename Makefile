@@ -73,7 +73,7 @@ reproduce: $(STAMP) voices  ## the whole chain on shapes (about 25 min on 2 CPU 
 	$(BIN)/s2ikit train-gan -d $(RUN)/data -e $(RUN)/encoder -r $(RUN)/gan
 	$(if $(filter shapes,$(DATASET)),$(BIN)/s2ikit select $(RUN)/gan)
 	$(BIN)/s2ikit evaluate $(GENERATOR)
-	$(if $(filter shapes,$(DATASET)),$(BIN)/s2ikit generate $(GENERATOR) --text "a large green triangle" --num 8 -o $(RUN)/gan/eval/a-large-green-triangle.png)
+	$(if $(filter shapes,$(DATASET)),$(BIN)/s2ikit generate $(GENERATOR) --text "a large green triangle" --num 8 --overwrite -o $(RUN)/gan/eval/a-large-green-triangle.png)
 	@echo "Prepared shards: $(RUN)/data/shards (summary: $(RUN)/data/dataset.json)"
 	@echo "Speech encoder:  $(RUN)/encoder (metrics.jsonl, test_retrieval.json, embeddings.h5)"
 	@echo "Fusion-S2iGan:   $(RUN)/gan (metrics.jsonl, samples/, checkpoints/generator.pt)"
