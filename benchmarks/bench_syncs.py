@@ -138,8 +138,6 @@ def patch(tracker: DeviceTracker, collectives: collections.Counter) -> None:
             for module in (task.G, task.D, task.G_ema, task.loss.image_encoder, task.speech_encoder):
                 for t in [*module.parameters(), *module.buffers()]:
                     tracker.mark(t)
-            for t in task.speech.known.values():
-                tracker.mark(t)
         tracker.step, tracker.phase = step, "step"
         try:
             return train_step(task, batch, step)

@@ -188,7 +188,7 @@ def test_speech_cache_holds_every_training_utterance_once_whatever_the_batches(r
             looked_up = cached(batch)
             torch.testing.assert_close(looked_up, expected, rtol=1e-4, atol=1e-5)
             key = (batch["key"][0], int(batch["caption_index"][0]))
-            assert torch.equal(looked_up[0], cached.known[key])
+            assert torch.equal(looked_up[0], cached.embedding(key))
     assert sum(seen) == utterances  # lookups never run the encoder
     fresh = SpeechEmbeddings(Counting(), nullcontext(), torch.device("cpu"), None)
     batch = next(iter(make_loader(reference, LoaderConfig(batch_size=3))))

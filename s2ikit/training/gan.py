@@ -48,7 +48,7 @@ from s2ikit.training.gan_loss import FusionS2iGanLoss
 from s2ikit.training.precision import Precision
 from s2ikit.training.run_lock import hold_run
 from s2ikit.training.scale import BatchPlan, plan_batches
-from s2ikit.training.speech_cache import SpeechEmbeddings
+from s2ikit.training.speech_cache import CACHE_FILE, SpeechEmbeddings
 from s2ikit.utils.seeds import derive_seed
 
 
@@ -98,9 +98,7 @@ class GANTask(Task):
         self.loss = FusionS2iGanLoss(self.G, self.D, image_encoder, config)
         self.precision = Precision(config.precision, info.device, config.tf32)
         self.autocast = self.precision.autocast()
-        self.speech = SpeechEmbeddings(
-            self.speech_encoder, self.autocast, info.device, data_dir if config.cache_speech else None
-        )
+        self.speech: SpeechEmbeddings | None = None  # before the first step, once the run folder is accepted
         self.fixed = self.standing = None
 
     def loader_config(self, epoch: int) -> LoaderConfig:
@@ -118,7 +116,12 @@ class GANTask(Task):
         return derive_seed(self.config.seed, stream, *index)
 
     def before_first_step(self, step: int) -> None:
-        """The fixed captions of the sample grids and the standing-statistics bank (main rank)."""
+        """The speech cache (every rank; the main rank writes RUN/speech-cache.h5 unless it is there already), the
+        fixed captions of the sample grids and the standing-statistics bank (main rank)."""
+        self.speech = SpeechEmbeddings(
+            self.speech_encoder, self.autocast, self.info.device, self.data_dir if self.config.cache_speech else None,
+            cache_file=self.run_dir / CACHE_FILE, precision=self.precision.name, writer=self.info.is_main,
+        )  # fmt: skip
         if self.info.is_main:
             self.fixed = _fixed_samples(self.data_dir, self.speech_encoder, self.info.device)
             self.standing = _standing_speech(self.data_dir, self.speech_encoder, self.config, self.info.device)
