@@ -67,6 +67,83 @@ def test_two_process_ddp_training_on_cpu(reference, tmp_path):
     assert (run / "embeddings.h5").is_file() and (run / "checkpoints/encoder-best.pt").is_file()
 
 
+# Run by torchrun (2 gloo processes) and, with no process group, by the test itself: rank r takes rows
+# [3r, 3r + 3) of a fixed global batch of 6 through EncoderLoss (DDP-wrapped under torchrun) and saves its loss
+# statistics and the gradients DDP leaves.
+GATHER_SCRIPT = """
+import sys
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from s2ikit.training.encoder_loss import EncoderLoss
+
+
+class Speech(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(8, 4)
+
+    def forward(self, mel, lengths):
+        return F.normalize(self.proj(mel), dim=-1)
+
+
+class Image(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(5, 4)
+
+    def forward(self, image):
+        return F.normalize(self.proj(image), dim=-1)
+
+
+distributed = len(sys.argv) > 2
+if distributed:
+    dist.init_process_group("gloo")
+rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+torch.manual_seed(0)
+modules = [Speech(), Image(), nn.Linear(4, 5)]
+data = torch.Generator().manual_seed(1)
+mel, image = torch.randn(6, 8, generator=data), torch.randn(6, 5, generator=data)
+class_id = torch.tensor([0, 1, 2, 0, 3, 4])  # class 0 on both processes: not a negative of itself across them
+class_index = torch.tensor([0, 1, 2, 0, 3, 4])
+rows = slice(rank * 6 // world, (rank + 1) * 6 // world)
+wrapped = [DistributedDataParallel(m) for m in modules] if distributed else modules
+loss, stats = EncoderLoss(*wrapped, 10.0, 0.5)(
+    {"mel": mel[rows], "mel_lengths": torch.ones(6)[rows], "image": image[rows], "class_id": class_id[rows]},
+    class_index[rows],
+)
+loss.backward()
+grads = [p.grad for m in modules for p in m.parameters()]
+torch.save({"stats": stats, "grads": grads}, sys.argv[1] + f".{rank}")
+"""
+
+
+def test_two_processes_see_each_others_negatives_and_take_one_process_double_batch_step(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "gather.py"
+    script.write_text(GATHER_SCRIPT)
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-2000:]
+    result = torchrun([str(script), str(tmp_path / "two"), "distributed"], port=29547)
+    assert result.returncode == 0, result.stderr[-2000:]
+    one = torch.load(tmp_path / "one.0")
+    two = [torch.load(tmp_path / f"two.{rank}") for rank in (0, 1)]
+    # the matching loss of each process is the global batch's, with its 6 x 6 similarities: the one process's,
+    # up to the last bits of features computed 3 rows at a time instead of 6
+    for part in two:
+        torch.testing.assert_close(part["stats"]["matching"], one["stats"]["matching"], rtol=1e-6, atol=1e-6)
+    # the distinctive loss is a per-sample mean: the processes' mean of means is the one process's mean
+    mean = {k: (two[0]["stats"][k] + two[1]["stats"][k]) / 2 for k in one["stats"]}
+    torch.testing.assert_close(mean, one["stats"], rtol=1e-6, atol=1e-6)
+    # DDP's mean of the gathered loss's gradients is the global batch's gradient, on each process alike
+    for part in two:
+        torch.testing.assert_close(part["grads"], one["grads"], rtol=1e-5, atol=1e-6)
+
+
 def test_missing_inception_weights_is_one_line(reference, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
     result = CliRunner().invoke(app, ["train-encoder", "--data", str(reference), "--run", str(tmp_path / "r"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn as dist_nn
 
 from s2ikit.utils.errors import UserError
 
@@ -137,3 +138,16 @@ def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
     if info.world_size > 1:
         for tensor in list(module.parameters()) + list(module.buffers()):
             dist.broadcast(tensor.data, 0)
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of `tensor`, in rank order, on every process (open_clip's `gather_features`); a
+    tensor that requires grad passes gradients back to the process that owns each row, summed over the
+    processes. The tensor itself when not under torchrun. Every process must hold the same number of rows."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    if tensor.requires_grad:
+        return torch.cat(dist_nn.all_gather(tensor))
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
