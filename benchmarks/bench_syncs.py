@@ -8,7 +8,7 @@ this benchmark counts what a real run does, step by step.
 
 It trains the shapes preset's GAN (its real networks, at a few images per class) through the engine for
 `--steps` steps. On CPU nothing is "on a device", so the benchmark marks what would be: the networks' weights
-and buffers, the cached speech embeddings, every batch after `to_device` and every tensor moved with
+and buffers, every batch after `to_device` and every tensor moved with
 `.to(device)` (copied here, as a transfer would), and every tensor computed from them (a TorchDispatchMode
 follows each op). Reads of host tensors (the loader's batch, noise drawn from a CPU generator, Adam's step
 counts) are listed apart: they cost no sync. Collectives are counted where the engine calls them; with one

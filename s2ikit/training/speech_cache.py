@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +69,29 @@ def _row_key(key: tuple[str, int]) -> str:
     return f"{key[0]}/{key[1]}"
 
 
-def write_cache(path: Path, keys: list[tuple[str, int]], table: np.ndarray, signature: dict[str, Any]) -> None:
+def write_cache(path: Path, keys: list[tuple[str, int]], parts: list[np.ndarray], signature: dict[str, Any]) -> None:
+    """The table of `parts` (row blocks, in order), written block by block: never a second copy in memory."""
+    width = parts[0].shape[1] if parts else 0
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs["signature"] = json.dumps(signature, sort_keys=True)
         h5["keys"] = np.array([_row_key(k) for k in keys], dtype=h5py.string_dtype())
-        h5.create_dataset("embeddings", data=table)  # no chunks, no compression: contiguous, so it maps
+        # no chunks, no compression: one contiguous block, so it maps
+        table = h5.create_dataset("embeddings", shape=(len(keys), width), dtype=np.float32)
+        start = 0
+        for part in parts:
+            table[start : start + len(part)] = part
+            start += len(part)
+
+
+def stack_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """One table of row blocks, emptying `parts` as it goes (so the blocks and the table are not all held)."""
+    table = np.empty((sum(len(p) for p in parts), parts[0].shape[1] if parts else 0), np.float32)
+    start = 0
+    while parts:
+        part = parts.pop(0)
+        table[start : start + len(part)] = part
+        start += len(part)
+    return table
 
 
 def read_cache(path: Path, signature: dict[str, Any]) -> tuple[dict[tuple[str, int], int], np.ndarray] | None:
@@ -126,23 +146,24 @@ class SpeechEmbeddings:
             time.sleep(_POLL_SECONDS)
             found = read_cache(cache_file, signature)
         if found is None:
-            keys, table = self._compute_rows(data_dir, batch_size)
-            write_cache(cache_file, keys, table, signature)
+            keys, parts = self._compute_rows(data_dir, batch_size)
+            write_cache(cache_file, keys, parts, signature)
+            del parts
             found = read_cache(cache_file, signature)
             assert found is not None, f"{cache_file} was just written"
         self.known, self.table = found
 
-    def _compute_rows(self, data_dir: Path, batch_size: int) -> tuple[list[tuple[str, int]], np.ndarray]:
+    def _compute_rows(self, data_dir: Path, batch_size: int) -> tuple[list[tuple[str, int]], list[np.ndarray]]:
         keys, parts = [], []
         config = LoaderConfig(split="train", mode="test", batch_size=batch_size, split_by_node=False)
         for batch in make_loader(data_dir, config):
             parts.append(self._encode(batch["mel"], batch["mel_lengths"]).cpu().numpy())
             keys += zip(batch["key"], batch["caption_index"].tolist())
-        return keys, np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        return keys, parts
 
     def _compute(self, data_dir: Path, batch_size: int) -> tuple[dict[tuple[str, int], int], np.ndarray]:
-        keys, table = self._compute_rows(data_dir, batch_size)
-        return {key: i for i, key in enumerate(keys)}, table
+        keys, parts = self._compute_rows(data_dir, batch_size)
+        return {key: i for i, key in enumerate(keys)}, stack_rows(parts)
 
     @torch.no_grad()
     def _encode(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -157,5 +178,16 @@ class SpeechEmbeddings:
         """A batch as the loader yields it (on the host): its speech embeddings on the device."""
         if self.known is None:
             return self._encode(batch["mel"], batch["mel_lengths"])
-        rows = [self.known[key] for key in zip(batch["key"], batch["caption_index"].tolist())]
-        return torch.from_numpy(self.table[rows]).to(self.device)
+        return self.rows(zip(batch["key"], batch["caption_index"].tolist()))
+
+    def rows(self, keys: Iterable[tuple[str, int]]) -> torch.Tensor:
+        """The cached embeddings of `keys`, gathered on the host and moved to the device: all the device holds."""
+        rows = [self.known[key] for key in keys]
+        return torch.from_numpy(np.asarray(self.table[rows])).to(self.device)
+
+    @classmethod
+    def from_table(cls, known: dict[tuple[str, int], int], table: np.ndarray, device: torch.device) -> SpeechEmbeddings:
+        """A cache of a table already at hand (a mapped file's: `read_cache`)."""
+        cache = cls(nn.Identity(), nullcontext(), device, None)
+        cache.known, cache.table = known, table
+        return cache
