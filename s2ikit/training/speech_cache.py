@@ -36,6 +36,7 @@ from s2ikit.config import LoaderConfig
 from s2ikit.data.dataset_info import read_dataset
 from s2ikit.data.loader import make_loader
 from s2ikit.utils.atomic import atomic_path
+from s2ikit.utils.errors import UserError
 
 CACHE_FILE = "speech-cache.h5"
 _POLL_SECONDS = 2.0  # how often a rank waiting for the main rank's file looks for it
@@ -150,7 +151,8 @@ class SpeechEmbeddings:
             write_cache(cache_file, keys, parts, signature)
             del parts
             found = read_cache(cache_file, signature)
-            assert found is not None, f"{cache_file} was just written"
+            if found is None:
+                raise UserError(f"{cache_file}: written, but it cannot be read back; is the run folder's disk full?")
         self.known, self.table = found
 
     def _compute_rows(self, data_dir: Path, batch_size: int) -> tuple[list[tuple[str, int]], list[np.ndarray]]:
