@@ -210,8 +210,8 @@ class EncoderConfig:
     cnn_width: int = setting(16, at_least(1), group="network")  # channels of the first "cnn" stage
     # images per optimiser step over all processes (the global batch: the same on 1 and on 8 GPUs)
     batch_size: int = setting(128, at_least(1), group="optimisation")
-    # images one process puts through the networks at once (the contrastive loss's batch); 0 = batch_size / the
-    # number of processes. Smaller: gradient accumulation (training/scale.py has the rule)
+    # images one process puts through the networks at once; the contrastive loss compares the pairs of every
+    # process's (world size x this). 0 = batch_size / the number of processes. Smaller: gradient accumulation
     batch_per_process: int = setting(0, at_least(0), group="optimisation")
     lr: float = setting(1e-3, positive, group="optimisation")
     betas: tuple[float, ...] = setting((0.95, 0.999), items(fraction, count=2), group="optimisation")

@@ -11,7 +11,9 @@ s // accumulation as its (s % accumulation)-th micro-batch, and has its own data
 by the slot, not by the process. So two runs with the same batch_size and batch_per_process take the same
 steps on 1 process (accumulating) or on several (one slot each); only the order of floating-point sums differs,
 and for two slots not even that. With one slot (1 process, defaults) every seed is the one a run without
-accumulation has always used.
+accumulation has always used. One exception: the speech encoder's matching loss compares the pairs of every
+process's micro-batch (their negatives are gathered), but not those of micro-batches one process accumulates, so
+for the encoder several processes match 1 process at world size x batch_per_process, not 1 process accumulating.
 
 A resume on another world size keeps the global batch and the step count (an epoch is the same number of
 steps); the micro-batch is derived again and the change is logged and recorded in resumes.jsonl.
