@@ -70,7 +70,7 @@ def test_an_export_loads_in_a_fresh_process_into_the_same_images(gan_run, tmp_pa
         assert not zipfile.is_zipfile(path) and not path.read_bytes().startswith(b"\x80"), path
     for name, file in WEIGHTS.items():
         header = safetensors_header(out / file)
-        assert header["__metadata__"]["network"] == name
+        assert json.loads(header["__metadata__"]["s2ikit"])["network"] == name
     config = json.loads((out / "config.json").read_text())
     assert config["format"] == "s2ikit-generator-export" and config["format_version"] == 1 and config["step"] == 2
     assert config["generator_args"]["image_size"] == 32 and config["speech_args"]["embed_dim"] == 16

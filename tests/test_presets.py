@@ -40,8 +40,10 @@ def test_the_golden_file_is_what_its_command_writes(tmp_path):
 
 def test_the_data_set_presets_are_deltas_of_the_papers_tables():
     tables = {p.stem: tomllib.loads(p.read_text()) for p in presets_dir().glob("*.toml")}
-    for name in ("shapes", "cub", "oxford", "flickr8k", "places"):
+    for name in ("cub", "oxford", "flickr8k", "places"):
         assert tables[name]["extends"] == "paper" and "features" not in tables[name]
+    assert tables["shapes"]["extends"] == ["paper", "voices"] and "features" not in tables["shapes"]
+    assert set(tables["voices"]) == {"tts", "evaluate"}  # an overlay of voices only
     assert "features" in tables["paper"] and "extends" not in tables["paper"]
 
 
