@@ -80,12 +80,14 @@ reproduce: $(STAMP) voices  ## the whole chain on shapes (about 25 min on 2 CPU 
 	@echo "Evaluated:       $(GENERATOR)"
 	@echo "Report:          $(RUN)/gan/eval/report.md"
 
-bench: $(STAMP)  ## benchmarks (~10 min on 2 cores): GAN step vs DF-GAN's (DFGAN=.../code/models/GAN.py), loader, generate, memory, host syncs
+bench: $(STAMP) voices  ## benchmarks (~12 min on 2 cores): GAN step vs DF-GAN's (DFGAN=.../code/models/GAN.py), loader, generate, memory, host syncs, TTS voices, speech cache
 	$(BIN)/python benchmarks/bench_step.py $(if $(DFGAN),--dfgan $(DFGAN))
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_prepare.py --images-per-class 2
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_syncs.py
+	$(BIN)/python benchmarks/bench_tts.py --rounds 2
+	$(BIN)/python benchmarks/bench_speech_cache.py --utterances 100000 --processes 2
 
 .PHONY: golden
 golden: $(STAMP)  ## rewrite tests/data/presets_golden.json from pipelines/*.toml (then read its diff)
