@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2ikit.utils.atomic import remove_stale_temps_of
 from s2ikit.utils.download import (
     DownloadError,
     HashMismatch,
@@ -23,7 +24,6 @@ from s2ikit.utils.download import (
     download,
     hash_in_name,
     matches_its_name,
-    remove_stale_temps,
 )
 
 OFFLINE_ENV = "S2IKIT_OFFLINE"
@@ -188,7 +188,7 @@ def download_standard(folder: Path | None = None, limits: Limits = Limits()) -> 
     folder = folder or hub_checkpoints()
     done = []
     for entry in STANDARD.values():
-        remove_stale_temps(folder / entry.name)
+        remove_stale_temps_of(folder / entry.name)
         found = [p for p in in_cache(entry, folder) if matches_its_name(p)] if folder.is_dir() else []
         done.append((entry, found[0], False) if found else (entry, fetch(entry, folder, limits=limits), True))
     return done

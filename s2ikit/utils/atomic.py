@@ -69,16 +69,27 @@ def _discard(tmp: Path) -> None:
         pass  # never hide the error that brought us here
 
 
-def remove_stale_temps(folder: str | os.PathLike, *, keep_live: bool = True) -> int:
-    """Delete the temporary files under `folder` that killed processes left; returns how many. With
-    `keep_live`, those whose process still runs here (another `prepare` writing beside this one) are kept."""
-    removed = 0
-    for path in Path(folder).rglob(".*.tmp-*"):
+def _remove_stale(candidates, keep_live: bool) -> list[Path]:
+    removed = []
+    for path in candidates:
         match = _STALE.match(path.name)
         if match and path.is_file() and not (keep_live and pid_alive(int(match.group(1)))):
             path.unlink(missing_ok=True)
-            removed += 1
+            removed.append(path)
     return removed
+
+
+def remove_stale_temps(folder: str | os.PathLike, *, keep_live: bool = True) -> int:
+    """Delete the temporary files under `folder` that killed processes left; returns how many. With
+    `keep_live`, those whose process still runs here (another `prepare` writing beside this one) are kept."""
+    return len(_remove_stale(Path(folder).rglob(".*.tmp-*"), keep_live))
+
+
+def remove_stale_temps_of(dest: str | os.PathLike) -> list[Path]:
+    """The temporary files of one destination (`.NAME.tmp-PID`) whose process is gone, removed: what a writer
+    killed outright left. Those of running processes (another writer of the same file) are kept."""
+    dest = Path(dest)
+    return _remove_stale(dest.parent.glob(f".{dest.name}.tmp-*") if dest.parent.is_dir() else (), keep_live=True)
 
 
 def pid_alive(pid: int) -> bool:

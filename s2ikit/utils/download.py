@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.request import Request, urlopen
 
 from s2ikit import __version__
-from s2ikit.utils.atomic import atomic_path, file_sha256, pid_alive
+from s2ikit.utils.atomic import atomic_path, file_sha256, remove_stale_temps_of
 from s2ikit.utils.checks import at_least, checked, positive
 from s2ikit.utils.errors import UserError
 
@@ -89,7 +89,7 @@ def download(
     dest = Path(dest)
     if progress is None:
         progress = sys.stderr.isatty()
-    remove_stale_temps(dest)
+    remove_stale_temps_of(dest)
     request = Request(url, headers={"User-Agent": f"s2ikit/{__version__}"})
     try:
         with _sigterm_raises(), atomic_path(dest) as tmp:
@@ -169,18 +169,6 @@ def _sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def remove_stale_temps(dest: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files of `dest` (`.NAME.tmp-PID`, atomic.py's naming) whose process is gone: what a
-    download killed outright left. Those of running processes (another download of the same file) are kept."""
-    dest, removed = Path(dest), []
-    for path in dest.parent.glob(f".{dest.name}.tmp-*") if dest.parent.is_dir() else ():
-        pid = path.name.rsplit("-", 1)[1]
-        if pid.isdigit() and path.is_file() and not pid_alive(int(pid)):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
 
 
 def _reason(error: object) -> str:
