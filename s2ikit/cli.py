@@ -96,7 +96,9 @@ def voices() -> None:
     `voices = ["espeak-ng:en-us+f3", "flite:slt"]`, or on the command line, `s2ikit prepare shapes --out DATA
     --set tts.voices=espeak-ng:en-us+f3,flite:slt --set tts.pitches=0.9,1.0,1.1`. Each caption's voice, rate
     (tts.length_scales) and pitch are drawn by a seeded hash and recorded in its shard; a voice speaks a rate or
-    pitch it has no control for at its own. `make voices` installs espeak-ng, flite and festival with their voices.
+    pitch it has no control for at its own. `--set tts.formant_shifts=1.0,1.2` also moves each caption's formants
+    (any voice: a longer or shorter vocal tract, Praat's Change gender). `make voices` installs espeak-ng, flite
+    and festival with their voices; the voices extra, Praat's Python package.
     """
     from s2ikit.tts import installed_voices
 

@@ -67,12 +67,25 @@ def voice_names(values: tuple[str, ...], _: Any) -> str | None:
     return f"entry {bad!r} is not ENGINE:VOICE (e.g. espeak-ng:en-us+f3, flite:slt; `s2ikit voices` lists them)"
 
 
+def formant_ratios(values: tuple[float, ...], tts: Any) -> str | None:
+    """Ratios Praat can apply (0.5-2), and only where captions record who spoke them (several `voices`)."""
+    if not values:
+        return "needs at least one ratio (1.0 = the voice's own formants)"
+    bad = next((v for v in values if not 0.5 <= v <= 2.0), None)
+    if bad is not None:
+        return f"entry {bad} is outside 0.5..2 (1.0 = the voice's own formants)"
+    if values != (1.0,) and not tts.voices:
+        return "needs tts.voices (the shards record each caption's shift only for a data set of several voices)"
+    return None
+
+
 @dataclass(frozen=True)
 @checked(
     "tts",
     voices=voice_names,
     length_scales=items(positive),
     pitches=items(positive),
+    formant_shifts=formant_ratios,
     noise_scale=at_least(0),
     noise_w=at_least(0),
     threads=at_least(1),
@@ -100,6 +113,11 @@ class TTSConfig:
     # without a pitch control (piper, coqui, flite's rms, festival's HTS voice) speaks at its own pitch, as a
     # voice without a rate or noise control speaks at its own rate or without noise.
     pitches: tuple[float, ...] = (1.0,)
+    # Vocal tract variation, drawn per caption like the pitch: each caption's formants are moved by one of these
+    # ratios after synthesis (Praat's Change gender; pitch and duration kept), 1.0 = as the voice speaks. Adult
+    # women's formants lie about 1.15-1.2x men's, so ratios above 1 give the (mostly male) recorded voices other
+    # vocal tracts. Needs praat-parselmouth (the voices extra). Only with `voices`.
+    formant_shifts: tuple[float, ...] = (1.0,)
     # ONNX Runtime's sampler cannot be re-seeded per sentence, so any noise > 0 makes synthesis depend on call
     # order; 0 keeps a resumed run byte-identical to an uninterrupted one. Piper's own defaults are 0.667/0.8.
     # Piper only: Tacotron 2 has neither control, so coqui as `backend` requires 0; in `voices`, the voices without

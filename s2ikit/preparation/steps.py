@@ -31,6 +31,7 @@ from s2ikit.data.sources.layout import file_stamps
 from s2ikit.preparation.plan import Unit
 from s2ikit.tts import SynthesisParams, TTSBackend, load_backend, load_voice, voice_spec
 from s2ikit.tts.cache import SpeechCache
+from s2ikit.tts.formants import shift_formants
 from s2ikit.utils.atomic import atomic_path, write_bytes
 from s2ikit.utils.errors import SampleError, UserError
 from s2ikit.utils.seeds import derive_seed
@@ -68,7 +69,7 @@ class Resources:
                 self._voices[spec] = load_backend(tts)
             else:
                 # Noise is asked for per utterance, and only of the voices that have it (`spoken_params`).
-                base = dataclasses.replace(tts, voices=(), noise_scale=0.0, noise_w=0.0)
+                base = dataclasses.replace(tts, voices=(), formant_shifts=(1.0,), noise_scale=0.0, noise_w=0.0)
                 try:
                     self._voices[spec] = load_voice(spec, base)
                 except UserError as e:
@@ -110,6 +111,12 @@ def caption_voice(preset: Preset, key: str, index: int) -> str:
     return tts.voices[derive_seed(preset.prepare.seed, f"tts/voice/{key}", index) % len(tts.voices)]
 
 
+def caption_formant_shift(preset: Preset, key: str, index: int) -> float:
+    """The formant ratio one caption is spoken with: one of `tts.formant_shifts` by its own seeded hash."""
+    shifts = preset.tts.formant_shifts
+    return shifts[derive_seed(preset.prepare.seed, f"tts/formant/{key}", index) % len(shifts)]
+
+
 def spoken_params(params: SynthesisParams, controls: frozenset[str]) -> SynthesisParams:
     """`params` with each setting the voice has no control for back at its neutral value: a voice without a
     pitch control speaks at its own pitch rather than failing the caption."""
@@ -124,6 +131,7 @@ class Speaker:
 
     voice: str  # ENGINE:VOICE
     params: SynthesisParams  # as spoken (after `spoken_params`)
+    formant_shift: float = 1.0  # the formants moved by this ratio after synthesis (`tts.formant_shifts`)
 
 
 SPEAKERS = "__speakers__"  # the speech npz's member holding {caption id: speaker}, as UTF-8 JSON
@@ -170,7 +178,10 @@ def run_speech(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path
 
 
 def speaker_json(speaker: Speaker) -> dict[str, Any]:
-    return {"voice": speaker.voice, "length_scale": speaker.params.length_scale, "pitch": speaker.params.pitch}
+    meta = {"voice": speaker.voice, "length_scale": speaker.params.length_scale, "pitch": speaker.params.pitch}
+    if speaker.formant_shift != 1.0:  # absent at 1.0, so data sets prepared without formant shifts read as before
+        meta["formant_shift"] = speaker.formant_shift
+    return meta
 
 
 def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray, int, Speaker]:
@@ -183,19 +194,28 @@ def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray,
     spec = caption_voice(res.ctx.preset, record.key, index)
     tts = res.voice(spec)
     params = spoken_params(synthesis_params(res.ctx.preset, record.key, index), tts.controls)
-    speaker = Speaker(spec, params)
+    speaker = Speaker(spec, params, caption_formant_shift(res.ctx.preset, record.key, index))
     key = res.cache.key(tts.voice_id, text, params)
     hit = res.cache.get(key)
     if hit is not None:
-        return (*hit, speaker)
-    try:
-        pcm = to_int16(tts.synthesize(text, params))
-    except SampleError:
-        raise
-    except Exception as e:  # a backend failing on one sentence must not stop the run
-        raise SampleError(f"TTS failed: {type(e).__name__}: {e}") from None
-    res.cache.put(key, pcm, tts.sample_rate)
-    return pcm, tts.sample_rate, speaker
+        pcm, rate = hit
+    else:
+        try:
+            pcm, rate = to_int16(tts.synthesize(text, params)), tts.sample_rate
+        except SampleError:
+            raise
+        except Exception as e:  # a backend failing on one sentence must not stop the run
+            raise SampleError(f"TTS failed: {type(e).__name__}: {e}") from None
+        res.cache.put(key, pcm, rate)  # the voice's own output: every formant shift of it reuses the entry
+    if speaker.formant_shift != 1.0:
+        seed = derive_seed(res.ctx.preset.prepare.seed, "tts/formant-psola", record.key, index)
+        try:
+            pcm = to_int16(shift_formants(from_int16(pcm), rate, speaker.formant_shift, seed))
+        except UserError:
+            raise
+        except Exception as e:  # Praat failing on one utterance (no voiced frame) must not stop the run
+            raise SampleError(f"formant shift failed: {type(e).__name__}: {e}") from None
+    return pcm, rate, speaker
 
 
 def run_features(res: Resources, unit: Unit, inputs: dict[str, Path], output: Path, tick: Tick) -> StepResult:
@@ -300,6 +320,8 @@ def _speech_settings(ctx: PrepareContext) -> dict[str, Any]:
         del tts["voices"]
     if ctx.preset.tts.pitches == (1.0,):
         del tts["pitches"]
+    if ctx.preset.tts.formant_shifts == (1.0,):
+        del tts["formant_shifts"]
     return {"tts": tts, "seed": ctx.preset.prepare.seed, "sample_rate": ctx.preset.features.sample_rate}
 
 
