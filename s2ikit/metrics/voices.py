@@ -26,6 +26,7 @@ from s2ikit.tts import SynthesisParams
 from s2ikit.tts.cache import SpeechCache, default_cache_dir
 from s2ikit.tts.voices import load_voice, parse_voice, voice_spec
 from s2ikit.utils.errors import UserError
+from s2ikit.utils.progress import track
 
 
 def training_voices(tts) -> tuple[str, ...]:
@@ -95,7 +96,9 @@ class HeldOutVoices(Metric):
         """Per judged head, the accuracy of the images drawn from `spec`'s speech; and the captions it failed."""
         bundle, hits, failed = self.ctx.bundle, {}, 0
         step = self.ctx.config.batch_size
-        for start in range(0, len(self.captions), step):
+        starts = range(0, len(self.captions), step)
+        # a cold TTS cache speaks every caption: about a minute per voice on 2 cores, so a bar with ETA
+        for start in track(starts, len(starts), f"voices: {spec}", unit="batches"):
             rows, mels, labels = [], [], []
             for row, (text, label) in enumerate(self.captions[start : start + step], start):
                 try:
