@@ -47,7 +47,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) apt-get install -y chromium
 
-test-browser: $(BROWSER_STAMP) $(CHROMIUM)  ## the demo page in headless Chromium (apt-get installs it if missing); writes docs/demo.png
+test-browser: $(BROWSER_STAMP) $(CHROMIUM)  ## the demo page in headless Chromium (apt-get installs it if missing)
 	$(BIN)/python -m pytest -m browser
 
 # make voices: the TTS engines besides Piper and their English voices, Debian packages (s2ikit doctor lists them).
