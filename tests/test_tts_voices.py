@@ -202,3 +202,17 @@ def test_reruns_are_served_from_the_cache_by_voice(engine, tmp_path):
     got = [cache.get(cache.key(v.voice_id, TEXT, SynthesisParams())) for v in voices]
     assert got[0] is not None and got[1] is not None and got[0][0].tobytes() != got[1][0].tobytes()
     assert [g[1] for g in got] == [v.sample_rate for v in voices]
+
+
+@needs("festival")
+def test_festival_keeps_one_interpreter_that_survives_odd_text_and_a_crash():
+    voice = load_voice("festival:kal_diphone")
+    first = voice.synthesize(TEXT, SynthesisParams())
+    process = voice.session.process
+    quoted = voice.synthesize('say "large" \\ (circle)', SynthesisParams())  # Scheme's string syntax escaped
+    assert len(quoted) > 0.5 * voice.sample_rate and voice.session.process is process  # no new start-up
+    process.kill()
+    process.wait()
+    assert voice.synthesize(TEXT, SynthesisParams()).tobytes() == first.tobytes()  # started again, same samples
+    voice.session.close()
+    assert process.poll() is not None and voice.session.process is None

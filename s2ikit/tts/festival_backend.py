@@ -3,22 +3,32 @@ Debian voice packages festvox-kallpc16k (kal), festvox-kdlpc16k (ked) and festvo
 
 Speaking rate scales the voice's own Duration_Stretch (diphone voices) or sets the HTS engine's speed (-r);
 pitch scales the diphone voices' target f0 mean and spread (the HTS voice has no pitch setting in Festival).
-Each caption starts Festival afresh (about half a second), which the speech cache pays only once.
+
+Festival's start-up (loading its lexicon and the voice) takes about 0.4 s, its synthesis of a caption about
+0.01 s, so each backend keeps one interpreter running (`festival --pipe`) and sends it one Scheme form per
+caption. Every form selects the voice first, which resets everything the prosody settings change
+(Duration_Stretch, the intonation targets, hts_engine_params), so a caption's samples do not depend on the
+captions spoken before it, as with a fresh process.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import selectors
+import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from s2ikit.config import TTSConfig
 from s2ikit.tts.base import SynthesisParams, VoiceInfo, register_backend, unsupported
-from s2ikit.tts.programs import digest_files, find_program, program_output, speak_to_wav
-from s2ikit.utils.errors import UserError
+from s2ikit.tts.programs import TIMEOUT_S, digest_files, find_program, program_output, read_wav
+from s2ikit.utils.errors import SampleError, UserError
 
-PROGRAM = "text2wave"
+PROGRAM = "festival"
 VOICE_ROOT = Path("/usr/share/festival/voices")  # where Debian's festvox-* packages put their voices
 INSTALL = "run `make voices` (apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)"
 DIPHONE = frozenset({"length_scale", "pitch"})
@@ -31,8 +41,12 @@ VOICES = {
 }
 
 
+DONE = b"s2ikit-festival-done"  # printed after each form: the interpreter has finished it
+SESSION = "pipe"  # in the voice id: the samples of one interpreter per backend (not text2wave's per caption)
+
+
 def _probe() -> str | None:
-    return None if find_program(PROGRAM) and find_program("festival") else f"festival is not installed: {INSTALL}"
+    return None if find_program(PROGRAM) else f"festival is not installed: {INSTALL}"
 
 
 def installed() -> tuple[str, ...]:
@@ -44,8 +58,14 @@ def version() -> str:
     return match.group(1) if match else "unknown"
 
 
+def scheme_string(text: str) -> str:
+    """`text` as a Scheme string literal (backslash and double quote escaped; line breaks are spaces)."""
+    flat = " ".join(text.split())
+    return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def setup_expression(voice: str, params: SynthesisParams) -> str:
-    """The Scheme that selects the voice and applies the prosody, for text2wave's -eval."""
+    """The Scheme that selects the voice (resetting its prosody) and applies the prosody."""
     steps = [f"(voice_{voice})"]
     if VOICES[voice][0].endswith("_hts"):
         # hts_engine's -r is a speed: 2 speaks twice as fast, so it is the inverse of a length scale.
@@ -71,16 +91,92 @@ class FestivalBackend:
             raise UserError(f"tts.voice {self.voice}: no such Festival voice here (installed: {known}); {INSTALL}")
         folder, _, _, self.controls, self.sample_rate = VOICES[self.voice]
         files = sorted(p for p in (VOICE_ROOT / folder).rglob("*") if p.is_file())
-        self.voice_id = f"festival:{self.voice}:{version()}:{digest_files(files)}"
+        self.voice_id = f"festival:{self.voice}:{version()}:{digest_files(files)}:{SESSION}"
+        self.session = Session()
 
     def synthesize(self, text: str, params: SynthesisParams) -> np.ndarray:
         if bad := unsupported(params, self.controls):
             raise ValueError(f"festival voice {self.voice} has no control for {', '.join(bad)}")
-        argv = [PROGRAM, "-eval", setup_expression(self.voice, params), "-o", "{wav}", "{text}"]
-        audio, rate = speak_to_wav(argv, text, f"festival ({self.voice})")
+        with tempfile.TemporaryDirectory(prefix="s2ikit-tts-") as folder:
+            wav = Path(folder) / "speech.wav"
+            utterance = f"(utt.synth (Utterance Text {scheme_string(text)}))"
+            self.session.run(f"(begin {setup_expression(self.voice, params)} "
+                             f"(utt.save.wave {utterance} {scheme_string(str(wav))} 'riff))")  # fmt: skip
+            if not wav.is_file():
+                raise SampleError(f"festival ({self.voice}) wrote no audio for {text!r}: {self.session.last_error()}")
+            audio, rate = read_wav(wav.read_bytes(), f"festival ({self.voice})", text)
         if rate != self.sample_rate:
             raise ValueError(f"festival voice {self.voice} wrote {rate} Hz, expected {self.sample_rate}")
         return audio
+
+
+class Session:
+    """One `festival --pipe` interpreter: Scheme forms in on stdin, a marker line out on stdout after each.
+
+    Started on first use and again after a failure; it exits by itself when its stdin closes, so a killed
+    worker leaves no Festival behind."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.errors = tempfile.TemporaryFile()  # stderr: read back only to explain a failure
+        self.lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.errors.seek(0)
+            self.errors.truncate()
+            self.process = subprocess.Popen(
+                [PROGRAM, "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors
+            )
+        return self.process
+
+    def run(self, form: str) -> None:
+        """Evaluate `form`; returns when Festival has finished it (SampleError after TIMEOUT_S or if it died)."""
+        with self.lock:
+            process = self._start()
+            try:
+                process.stdin.write(f'{form}\n(format t "{DONE.decode()}\\n")\n(fflush nil)\n'.encode())
+                process.stdin.flush()
+            except BrokenPipeError:
+                self.close()
+                raise SampleError(f"festival exited: {self.last_error()}") from None
+            self._wait(process)
+
+    def _wait(self, process: subprocess.Popen) -> None:
+        seen = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while DONE not in seen:
+                if not selector.select(timeout=TIMEOUT_S):
+                    self.close()
+                    raise SampleError(f"festival took over {TIMEOUT_S} s")
+                chunk = os.read(process.stdout.fileno(), 4096)
+                if not chunk:
+                    self.close()
+                    raise SampleError(f"festival exited: {self.last_error()}")
+                seen = seen[-len(DONE) :] + chunk
+
+    def last_error(self) -> str:
+        self.errors.seek(0)
+        lines = self.errors.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "no message"
+
+    def close(self) -> None:
+        if self.process is not None:
+            if self.process.stdin:
+                self.process.stdin.close()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the pipe closing ends Festival anyway
+            pass
 
 
 def list_voices() -> list[VoiceInfo]:

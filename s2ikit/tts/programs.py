@@ -1,4 +1,4 @@
-"""Running a TTS engine's command-line program (espeak-ng, flite, festival's text2wave) for one utterance.
+"""Running a TTS engine's command-line program (espeak-ng, flite) for one utterance.
 
 Each utterance runs in a fresh process: the engines keep state between utterances (espeak-ng's pitch flutter,
 for one), so a fresh process is what makes the audio a function of the text and settings alone. The text
@@ -64,6 +64,11 @@ def speak_to_wav(argv: list[str], text: str, what: str) -> tuple[np.ndarray, int
             message = done.stderr.decode(errors="replace").strip().splitlines()
             raise SampleError(f"{what} failed (exit {done.returncode}): {message[-1] if message else 'no output'}")
         data = wav_path.read_bytes()
+    return read_wav(data, what, text)
+
+
+def read_wav(data: bytes, what: str, text: str) -> tuple[np.ndarray, int]:
+    """The first channel of a WAV file's bytes as float32 in [-1, 1], and its rate (SampleError if empty)."""
     audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     if audio.shape[0] == 0:
         raise SampleError(f"{what} produced no audio for {text!r}")
