@@ -22,8 +22,8 @@ TINY = {
         "sizes": "small,large",
     },
     "prepare": {"shard_size": 3, "image_size": 32},
-    # one voice (the preset's many would make every test speak with 13): tests of many voices set their own
-    "tts": {"length_scales": "1.0", "voices": ""},
+    # one voice (the preset's many would make every test speak with 15): tests of many voices set their own
+    "tts": {"length_scales": "1.0", "voices": "", "formant_shifts": "1.0"},
 }
 
 
