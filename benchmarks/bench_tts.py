@@ -4,7 +4,9 @@ Every voice runs in this one process, interleaved round by round so that load on
 them alike; each voice's time is its best round. The anchor is the slowest voice of this run: each line gives
 how many times faster than it a voice is (the ratio is what carries across machines, not the seconds).
 Engines that are not installed are left out, saying so. One more line times `tts.formant_shifts` (Praat's
-Change gender at x1.2) on the first voice's audio: the cost a shifted caption adds to its voice's own.
+Change gender at x1.2) on the first voice's audio: the cost a shifted caption adds to its voice's own. The last
+line is a preset's mix (`--preset`, the voices overlay by default): the mean time of a caption whose voice is
+drawn from its `tts.voices` and formants from its `tts.formant_shifts`, against the same anchor.
 Usage: python benchmarks/bench_tts.py [--rounds 3] [--voices espeak-ng:en-us,flite:slt]
 """
 
@@ -57,11 +59,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all voices; each voice keeps its best")
     parser.add_argument("--voices", default=",".join(VOICES), help="comma-separated ENGINE:VOICE names")
+    parser.add_argument("--preset", default="voices", help="the preset whose voice mix the last line prices")
     args = parser.parse_args()
+
+    from s2ikit.config import load_preset
+
+    mix = load_preset(args.preset).tts
+    named = list(dict.fromkeys([*args.voices.split(","), *mix.voices]))
 
     texts, params, usable = captions(), SynthesisParams(), available_backends()
     voices = {}
-    for spec in args.voices.split(","):
+    for spec in named:
         engine = spec.partition(":")[0]
         if usable.get(engine, "unknown engine") is not None:
             print(f"{spec:46s} left out: {usable.get(engine, 'unknown engine')}")
@@ -91,6 +99,12 @@ def main() -> None:
     for spec in sorted(best, key=best.get):
         speed = best[anchor] / best[spec]
         print(f"{spec:46s} {best[spec]:10.3f} {speed:9.1f} {audio_s[spec]:8.2f} {audio_s[spec] / best[spec]:12.1f}")
+    spoken = [v for v in mix.voices if v in best]
+    if spoken:  # each voice equally likely (seeded hashes), a shifted share of the captions pays the shift
+        shifted = sum(r != 1.0 for r in mix.formant_shifts) / len(mix.formant_shifts)
+        cost = sum(best[v] for v in spoken) / len(spoken) + (shifted * best[shift[0]] if shift else 0.0)
+        name = f"{args.preset} mix ({len(spoken)} voices, {shifted:.0%} shifted)"
+        print(f"{name:46s} {cost:10.3f} {best[anchor] / cost:9.1f}")
 
 
 if __name__ == "__main__":
