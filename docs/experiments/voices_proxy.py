@@ -6,7 +6,11 @@ centroid of the training utterances' embeddings (embeddings.h5, written by train
 shards' own test utterances (the training voices) gives the row to compare with. Prints a Markdown table of
 class, colour, shape and size accuracy per voice.
 
-Usage: python docs/experiments/voices_proxy.py DATA ENCODER_RUN VOICE [VOICE ...]
+A voice may carry a channel, VOICE@CHANNEL, applied to its audio before the log-mel: `telephone` (a 4th-order
+Butterworth band-pass, 300-3400 Hz), `tilt` (pre-emphasis, +6 dB per octave: a bright microphone) or `room`
+(a synthetic room: the direct sound, then 2 ms later a tail of seeded noise at -10 dB decaying to -60 dB in 0.4 s).
+
+Usage: python docs/experiments/voices_proxy.py DATA ENCODER_RUN VOICE[@CHANNEL] [VOICE[@CHANNEL] ...]
 """
 
 from __future__ import annotations
@@ -41,6 +45,25 @@ def test_captions(data: Path) -> list[tuple[str, int, str]]:
     return rows
 
 
+def channel(audio: np.ndarray, rate: int, name: str) -> np.ndarray:
+    """`audio` through a telephone band, a bright microphone or a room (see the module docstring)."""
+    from scipy import signal
+
+    if name == "telephone":
+        sos = signal.butter(4, [300, 3400], btype="bandpass", fs=rate, output="sos")
+        out = signal.sosfilt(sos, audio)
+    elif name == "tilt":
+        out = signal.lfilter([1.0, -0.97], [1.0], audio)
+    elif name == "room":
+        t = np.arange(int(0.4 * rate)) / rate
+        tail = np.random.default_rng(0).standard_normal(t.size) * np.exp(-6.9 * t / 0.4)  # -60 dB at 0.4 s
+        impulse = np.concatenate([[1.0], np.zeros(int(0.002 * rate)), 0.3 * tail])
+        out = signal.fftconvolve(audio, impulse)[: audio.size + impulse.size // 2]
+    else:
+        raise SystemExit(f"unknown channel {name!r}: telephone, tilt or room")
+    return (out / max(1e-9, np.abs(out).max()) * 0.9).astype(np.float32)
+
+
 def main(data: Path, run: Path, voices: list[str]) -> None:
     torch.set_num_threads(2)
     info = read_dataset(data)
@@ -71,7 +94,8 @@ def main(data: Path, run: Path, voices: list[str]) -> None:
     truth = [c for _, c, _, _ in rows]
     results = {"training voices": score(torch.stack([test[f"{k}/{i}"] for k, _, i, _ in rows]), truth)}
     cache = SpeechCache(default_cache_dir())
-    for spec in voices:
+    for named in voices:
+        spec, _, through = named.partition("@")
         voice, mels = load_voice(spec, tts), []
         for _, _, _, text in rows:
             key = cache.key(voice.voice_id, text, SynthesisParams())
@@ -80,11 +104,12 @@ def main(data: Path, run: Path, voices: list[str]) -> None:
                 pcm = to_int16(voice.synthesize(text, SynthesisParams()))
                 cache.put(key, pcm, voice.sample_rate)
                 hit = (pcm, voice.sample_rate)
-            mels.append(speech_log_mel(hit[0], hit[1], features, f"{spec}: {text!r}"))
+            pcm = to_int16(channel(hit[0] / 32767.0, hit[1], through)) if through else hit[0]
+            mels.append(speech_log_mel(pcm, hit[1], features, f"{named}: {text!r}"))
         emb = torch.cat(
             [embed_speech(enc.speech, mels[i : i + 64], torch.device("cpu")) for i in range(0, len(mels), 64)]
         )
-        results[spec] = score(emb, truth)
+        results[named] = score(emb, truth)
     heads = list(results["training voices"])
     print("| voice | " + " | ".join(heads) + " |")
     print("|---|" + "---|" * len(heads))
