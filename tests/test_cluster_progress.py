@@ -30,3 +30,11 @@ def test_a_prepare_writing_to_a_log_file_shows_progress_lines_with_eta(reference
     assert progress[-1].startswith("speech: 16/16 samples (100%)")
     # printed as the work went, before the summary
     assert text.index(progress[0]) < text.index("prepared in")
+
+
+def test_slow_rates_name_one_of_the_unit():
+    from s2ikit.utils.progress import rate_text
+
+    assert rate_text(0.25, "batches") == "4.00 s/batch"  # the voices metric's bar
+    assert rate_text(0.5, "steps") == "2.00 s/step"
+    assert rate_text(3.0, "samples") == "3.00 samples/s"

@@ -51,9 +51,16 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def singular(unit: str) -> str:
+    """steps -> step, batches -> batch, samples -> sample (the units progress bars count)."""
+    if unit.endswith(("ches", "shes", "sses", "xes")):
+        return unit[:-2]
+    return unit[:-1] if unit.endswith("s") and len(unit) > 1 else unit
+
+
 def rate_text(per_second: float, unit: str) -> str:
     """`12.34 steps/s`, or `2.50 s/step` below one per second."""
-    return f"{per_second:.2f} {unit}/s" if per_second >= 1 else f"{1 / per_second:.2f} s/{unit[:-1] or unit}"
+    return f"{per_second:.2f} {unit}/s" if per_second >= 1 else f"{1 / per_second:.2f} s/{singular(unit)}"
 
 
 @dataclass
