@@ -3,6 +3,7 @@ one file, through `--metrics` and the preset key); `generate`."""
 
 import json
 import os
+import re
 from unittest import mock
 
 import numpy as np
@@ -168,6 +169,7 @@ def test_evaluate_reports_every_metric_and_caches_its_references(reference, gan_
     md = (tmp_path / "eval/report.md").read_text()
     assert "Class accuracy" in md and "FID" in md and "![grid](grid-00.png)" in md
     assert "By shape (generated images judged right, of how many): circle " in md
+    assert re.search(r"\bin [0-9.]+ s\b", md) is None  # no wall time: two runs of one setting give one report
     with Image.open(tmp_path / "eval/grid-00.png") as grid:
         assert grid.width == 6 * 128  # (real + 2 generated) x 2 captions per row
     assert any("training the class-accuracy judge" in line for line in logs)

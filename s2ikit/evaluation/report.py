@@ -64,7 +64,8 @@ def markdown(report: dict[str, Any], sections: list[tuple[str, list[str]]]) -> s
         "",
         f"Checkpoint `{report['checkpoint']}` (step {report['step']}), data set **{report['dataset']}** "
         f"(`{report['data']}`), test split: {report['test_captions']} captions, {report['generated_images']} "
-        f"generated images at {report['image_size']} px, in {report['seconds']} s.",
+        # no wall time here (metrics.json keeps it): two runs of one setting give the same report
+        f"generated images at {report['image_size']} px.",
         "",
     ]
     training = report.get("training") or {}
