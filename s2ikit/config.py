@@ -79,6 +79,18 @@ def formant_ratios(values: tuple[float, ...], tts: Any) -> str | None:
     return None
 
 
+def room_times(values: tuple[float, ...], tts: Any) -> str | None:
+    """RT60s of 0 (dry) to 2 s, and only where captions record who spoke them (several `voices`)."""
+    if not values:
+        return "needs at least one RT60 (0 = no room)"
+    bad = next((v for v in values if not 0.0 <= v <= 2.0), None)
+    if bad is not None:
+        return f"entry {bad} is outside 0..2 s (0 = no room)"
+    if values != (0.0,) and not tts.voices:
+        return "needs tts.voices (the shards record each caption's room only for a data set of several voices)"
+    return None
+
+
 @dataclass(frozen=True)
 @checked(
     "tts",
@@ -86,6 +98,8 @@ def formant_ratios(values: tuple[float, ...], tts: Any) -> str | None:
     length_scales=items(positive),
     pitches=items(positive),
     formant_shifts=formant_ratios,
+    rooms=room_times,
+    room_drrs=items(between(-10, 30)),
     noise_scale=at_least(0),
     noise_w=at_least(0),
     threads=at_least(1),
@@ -118,6 +132,11 @@ class TTSConfig:
     # women's formants lie about 1.15-1.2x men's, so ratios above 1 give the (mostly male) recorded voices other
     # vocal tracts. Needs praat-parselmouth (the voices extra). Only with `voices`.
     formant_shifts: tuple[float, ...] = (1.0,)
+    # Rooms, drawn per caption like the pitch: each caption is convolved with a synthetic room impulse response of
+    # one of these RT60s (seconds; 0 = dry, as the voice speaks) at one of `room_drrs` (direct-to-reverberant
+    # ratio, dB), after any formant shift: speech as a microphone in a room hears it. Only with `voices`.
+    rooms: tuple[float, ...] = (0.0,)
+    room_drrs: tuple[float, ...] = (3.0, 6.0, 9.0)
     # ONNX Runtime's sampler cannot be re-seeded per sentence, so any noise > 0 makes synthesis depend on call
     # order; 0 keeps a resumed run byte-identical to an uninterrupted one. Piper's own defaults are 0.667/0.8.
     # Piper only: Tacotron 2 has neither control, so coqui as `backend` requires 0; in `voices`, the voices without

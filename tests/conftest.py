@@ -23,7 +23,7 @@ TINY = {
     },
     "prepare": {"shard_size": 3, "image_size": 32},
     # one voice (the preset's many would make every test speak with 15): tests of many voices set their own
-    "tts": {"length_scales": "1.0", "voices": "", "formant_shifts": "1.0"},
+    "tts": {"length_scales": "1.0", "voices": "", "formant_shifts": "1.0", "rooms": "0.0"},
 }
 
 

@@ -220,11 +220,13 @@ TTS = table(
         "length_scales": listing(number(0, 10, above=True), 1, 16),
         "pitches": listing(number(0, 10, above=True), 1, 16),
         "formant_shifts": listing(number(0.5, 2), 1, 16),
+        "rooms": listing(number(0, 2), 1, 16),
+        "room_drrs": listing(number(-10, 30), 1, 16),
         "noise_scale": number(0, 10),
         "noise_w": number(0, 10),
         "threads": integer(1, 256),
     },
-    optional=("formant_shifts",),  # exports written before the setting existed
+    optional=("formant_shifts", "rooms", "room_drrs"),  # exports written before the setting existed
 )
 COUNT = integer(0, BIG)
 DATASET = table(

@@ -9,7 +9,8 @@ its first dot; keys are plain, see `records.KEY_PATTERN`):
                          {"index": NN, "text": ..., "frames": T}; in a data set spoken by several TTS voices
                          each caption also names who spoke it and how: "voice" (ENGINE:VOICE, e.g.
                          "espeak-ng:en-us+f3"), "length_scale" (> 1 spoke slower), "pitch" (x the voice's own)
-                         and, when moved, "formant_shift" (its formants x this after synthesis)
+                         and, when moved, "formant_shift" (its formants x this after synthesis); when heard
+                         in a room, "room_rt60" (s) and "room_drr_db" (direct-to-reverberant ratio)
     KEY.cNN.flac         caption NN's speech: 16-bit mono FLAC at the feature rate
     KEY.cNN.npy          caption NN's log-mel, (T, n_mels), a plain .npy (never a pickle)
 
@@ -184,6 +185,8 @@ class SpokenCaption:
     length_scale: float = 1.0
     pitch: float = 1.0
     formant_shift: float = 1.0  # formants x this after synthesis (tts.formant_shifts); recorded when not 1
+    room_rt60: float = 0.0  # heard in a room of this RT60 (s) and DRR (dB) (tts.rooms); recorded when not dry
+    room_drr_db: float = 0.0
 
 
 def caption_metadata(c: SpokenCaption) -> dict[str, Any]:
@@ -192,6 +195,8 @@ def caption_metadata(c: SpokenCaption) -> dict[str, Any]:
         meta.update(voice=c.voice, length_scale=c.length_scale, pitch=c.pitch)
         if c.formant_shift != 1.0:
             meta["formant_shift"] = c.formant_shift
+        if c.room_rt60 != 0.0:
+            meta["room_rt60"], meta["room_drr_db"] = c.room_rt60, c.room_drr_db
     return meta
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from s2ikit.audio.codec import decode_flac, encode_flac, from_int16, load_audio, resample, to_int16
 from s2ikit.audio.features import log_mel
+from s2ikit.audio.rooms import reverberate
 from s2ikit.config import Preset, as_dict
 from s2ikit.data.records import Record
 from s2ikit.data.shards import ShardWriter, SpokenCaption
@@ -69,7 +70,9 @@ class Resources:
                 self._voices[spec] = load_backend(tts)
             else:
                 # Noise is asked for per utterance, and only of the voices that have it (`spoken_params`).
-                base = dataclasses.replace(tts, voices=(), formant_shifts=(1.0,), noise_scale=0.0, noise_w=0.0)
+                base = dataclasses.replace(
+                    tts, voices=(), formant_shifts=(1.0,), rooms=(0.0,), noise_scale=0.0, noise_w=0.0
+                )
                 try:
                     self._voices[spec] = load_voice(spec, base)
                 except UserError as e:
@@ -117,6 +120,16 @@ def caption_formant_shift(preset: Preset, key: str, index: int) -> float:
     return shifts[derive_seed(preset.prepare.seed, f"tts/formant/{key}", index) % len(shifts)]
 
 
+def caption_room(preset: Preset, key: str, index: int) -> tuple[float, float]:
+    """The room one caption is heard in, (RT60 s, DRR dB): one of `tts.rooms` and of `tts.room_drrs` by their
+    own seeded hashes; (0, 0) for a dry caption."""
+    tts, seed = preset.tts, preset.prepare.seed
+    rt60 = tts.rooms[derive_seed(seed, f"tts/room/{key}", index) % len(tts.rooms)]
+    if rt60 == 0:
+        return 0.0, 0.0
+    return rt60, tts.room_drrs[derive_seed(seed, f"tts/room-drr/{key}", index) % len(tts.room_drrs)]
+
+
 def spoken_params(params: SynthesisParams, controls: frozenset[str]) -> SynthesisParams:
     """`params` with each setting the voice has no control for back at its neutral value: a voice without a
     pitch control speaks at its own pitch rather than failing the caption."""
@@ -132,6 +145,7 @@ class Speaker:
     voice: str  # ENGINE:VOICE
     params: SynthesisParams  # as spoken (after `spoken_params`)
     formant_shift: float = 1.0  # the formants moved by this ratio after synthesis (`tts.formant_shifts`)
+    room: tuple[float, float] = (0.0, 0.0)  # (RT60 s, DRR dB) of the room it was heard in (`tts.rooms`); 0 = dry
 
 
 SPEAKERS = "__speakers__"  # the speech npz's member holding {caption id: speaker}, as UTF-8 JSON
@@ -181,6 +195,8 @@ def speaker_json(speaker: Speaker) -> dict[str, Any]:
     meta = {"voice": speaker.voice, "length_scale": speaker.params.length_scale, "pitch": speaker.params.pitch}
     if speaker.formant_shift != 1.0:  # absent at 1.0, so data sets prepared without formant shifts read as before
         meta["formant_shift"] = speaker.formant_shift
+    if speaker.room[0] != 0.0:  # absent when dry, likewise
+        meta["room_rt60"], meta["room_drr_db"] = speaker.room
     return meta
 
 
@@ -194,7 +210,10 @@ def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray,
     spec = caption_voice(res.ctx.preset, record.key, index)
     tts = res.voice(spec)
     params = spoken_params(synthesis_params(res.ctx.preset, record.key, index), tts.controls)
-    speaker = Speaker(spec, params, caption_formant_shift(res.ctx.preset, record.key, index))
+    preset = res.ctx.preset
+    speaker = Speaker(
+        spec, params, caption_formant_shift(preset, record.key, index), caption_room(preset, record.key, index)
+    )
     key = res.cache.key(tts.voice_id, text, params)
     hit = res.cache.get(key)
     if hit is not None:
@@ -215,6 +234,9 @@ def _synthesize(res: Resources, record: Record, index: int) -> tuple[np.ndarray,
             raise
         except Exception as e:  # Praat failing on one utterance (no voiced frame) must not stop the run
             raise SampleError(f"formant shift failed: {type(e).__name__}: {e}") from None
+    if speaker.room[0] != 0.0:
+        seed = derive_seed(preset.prepare.seed, "tts/room-impulse", record.key, index)
+        pcm = to_int16(reverberate(from_int16(pcm), rate, *speaker.room, seed))
     return pcm, rate, speaker
 
 
@@ -322,6 +344,8 @@ def _speech_settings(ctx: PrepareContext) -> dict[str, Any]:
         del tts["pitches"]
     if ctx.preset.tts.formant_shifts == (1.0,):
         del tts["formant_shifts"]
+    if ctx.preset.tts.rooms == (0.0,):  # dry: the DRRs are unused, so they change nothing either
+        del tts["rooms"], tts["room_drrs"]
     return {"tts": tts, "seed": ctx.preset.prepare.seed, "sample_rate": ctx.preset.features.sample_rate}
 
 
