@@ -8,7 +8,8 @@ class, colour, shape and size accuracy per voice.
 
 A voice may carry a channel, VOICE@CHANNEL, applied to its audio before the log-mel: `telephone` (a 4th-order
 Butterworth band-pass, 300-3400 Hz), `tilt` (pre-emphasis, +6 dB per octave: a bright microphone) or `room`
-(a synthetic room: the direct sound, then 2 ms later a tail of seeded noise at -10 dB decaying to -60 dB in 0.4 s).
+(a synthetic room: the direct sound, then 2 ms later a tail of seeded noise decaying by 60 dB in 0.4 s, whose
+energy is 3 dB below the direct sound's).
 
 Usage: python docs/experiments/voices_proxy.py DATA ENCODER_RUN VOICE[@CHANNEL] [VOICE[@CHANNEL] ...]
 """
@@ -45,6 +46,9 @@ def test_captions(data: Path) -> list[tuple[str, int, str]]:
     return rows
 
 
+ROOM_DRR_DB = 3.0  # direct-to-reverberant ratio: a person about half a metre from a laptop's microphone
+
+
 def channel(audio: np.ndarray, rate: int, name: str) -> np.ndarray:
     """`audio` through a telephone band, a bright microphone or a room (see the module docstring)."""
     from scipy import signal
@@ -57,7 +61,8 @@ def channel(audio: np.ndarray, rate: int, name: str) -> np.ndarray:
     elif name == "room":
         t = np.arange(int(0.4 * rate)) / rate
         tail = np.random.default_rng(0).standard_normal(t.size) * np.exp(-6.9 * t / 0.4)  # -60 dB at 0.4 s
-        impulse = np.concatenate([[1.0], np.zeros(int(0.002 * rate)), 0.3 * tail])
+        tail *= np.sqrt(10 ** (-ROOM_DRR_DB / 10) / np.sum(tail**2))  # the direct sound's energy is 1
+        impulse = np.concatenate([[1.0], np.zeros(int(0.002 * rate)), tail])
         out = signal.fftconvolve(audio, impulse)[: audio.size + impulse.size // 2]
     else:
         raise SystemExit(f"unknown channel {name!r}: telephone, tilt or room")
