@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from s2ikit.utils.checks import (
+    Rule,
     at_least,
     at_most_field,
     between,
@@ -67,28 +68,21 @@ def voice_names(values: tuple[str, ...], _: Any) -> str | None:
     return f"entry {bad!r} is not ENGINE:VOICE (e.g. espeak-ng:en-us+f3, flite:slt; `s2ikit voices` lists them)"
 
 
-def formant_ratios(values: tuple[float, ...], tts: Any) -> str | None:
-    """Ratios Praat can apply (0.5-2), and only where captions record who spoke them (several `voices`)."""
-    if not values:
-        return "needs at least one ratio (1.0 = the voice's own formants)"
-    bad = next((v for v in values if not 0.5 <= v <= 2.0), None)
-    if bad is not None:
-        return f"entry {bad} is outside 0.5..2 (1.0 = the voice's own formants)"
-    if values != (1.0,) and not tts.voices:
-        return "needs tts.voices (the shards record each caption's shift only for a data set of several voices)"
-    return None
+def drawn_per_caption(low: float, high: float, neutral: float, meaning: str, what: str) -> Rule:
+    """A list a caption's value is drawn from: not empty, each in [low, high], and anything but `(neutral,)` only
+    where captions record who spoke them (several `voices`)."""
 
+    def check(values: tuple[float, ...], tts: Any) -> str | None:
+        if not values:
+            return f"needs at least one value ({neutral} = {meaning})"
+        bad = next((v for v in values if not low <= v <= high), None)
+        if bad is not None:
+            return f"entry {bad} is outside {low}..{high} ({neutral} = {meaning})"
+        if values != (neutral,) and not tts.voices:
+            return f"needs tts.voices (the shards record each caption's {what} only for a data set of several voices)"
+        return None
 
-def room_times(values: tuple[float, ...], tts: Any) -> str | None:
-    """RT60s of 0 (dry) to 2 s, and only where captions record who spoke them (several `voices`)."""
-    if not values:
-        return "needs at least one RT60 (0 = no room)"
-    bad = next((v for v in values if not 0.0 <= v <= 2.0), None)
-    if bad is not None:
-        return f"entry {bad} is outside 0..2 s (0 = no room)"
-    if values != (0.0,) and not tts.voices:
-        return "needs tts.voices (the shards record each caption's room only for a data set of several voices)"
-    return None
+    return check
 
 
 @dataclass(frozen=True)
@@ -97,8 +91,8 @@ def room_times(values: tuple[float, ...], tts: Any) -> str | None:
     voices=voice_names,
     length_scales=items(positive),
     pitches=items(positive),
-    formant_shifts=formant_ratios,
-    rooms=room_times,
+    formant_shifts=drawn_per_caption(0.5, 2.0, 1.0, "the voice's own formants", "formant shift"),
+    rooms=drawn_per_caption(0.0, 2.0, 0.0, "no room", "room"),
     room_drrs=items(between(-10, 30)),
     noise_scale=at_least(0),
     noise_w=at_least(0),
