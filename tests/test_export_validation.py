@@ -24,6 +24,7 @@ runner = CliRunner()
 OPTIONAL = {
     "generator_args.smm_hidden", "generator_args.condition", "generator_args.output_symmetry",
     "dataset.image_size", "dataset.classes", "dataset.splits", "dataset.splits.train", "dataset.splits.test",
+    "tts.formant_shifts", "tts.rooms", "tts.room_drrs",  # settings newer than the exports before them
 }  # fmt: skip
 FREE = ("training", "evaluation")  # shown or recorded, never built from: only their type is checked
 
