@@ -66,7 +66,7 @@ $(COQUI_STAMP): pyproject.toml
 test-coqui: $(COQUI_STAMP)  ## Tacotron 2 through Coqui TTS, in its own .venv-coqui (torch 2.11, torchaudio)
 	$(COQUI_VENV)/bin/python -m pytest -m coqui
 
-reproduce: $(STAMP) voices  ## the whole chain on shapes (about 25 min on 2 CPU cores); DATASET=cub DATA=/path for the paper's
+reproduce: $(STAMP) voices  ## the whole chain on shapes (46 min on 2 cores of an Intel Xeon, less on faster ones); DATASET=cub DATA=/path for the paper's
 	@test "$(DATASET)" = shapes -o -n "$(DATA)" || { echo "make reproduce DATASET=$(DATASET) needs DATA=/path/to/its/root (see README, Data sets)"; exit 2; }
 	$(BIN)/s2ikit prepare $(DATASET) $(if $(DATA),--root $(DATA)) --out $(RUN)/data --workers $(WORKERS)
 	$(BIN)/s2ikit train-encoder -d $(RUN)/data -r $(RUN)/encoder
