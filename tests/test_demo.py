@@ -230,6 +230,24 @@ def test_the_command_prints_the_url_serves_the_page_and_stops_on_ctrl_c(gan_run)
 
 
 @needs_gradio
+def test_ctrl_c_while_the_address_is_printed_still_stops_the_server(gan_run):
+    from s2ikit.demo.server import serve
+
+    port = free_port()
+    lines = []
+
+    def log(line):  # the interrupt lands while the console is still printing, as a quick Ctrl-C does
+        lines.append(line)
+        if line.startswith("Ctrl-C"):
+            raise KeyboardInterrupt
+
+    serve(gan_run, "127.0.0.1", port, log=log)
+    assert lines[-2:] == ["stopping", "stopped"]
+    with pytest.raises(OSError):  # nothing listens there any more
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=10)
+
+
+@needs_gradio
 def test_a_port_in_use_is_one_line(server, gan_run):
     from s2ikit.demo.server import start
 

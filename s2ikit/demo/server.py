@@ -45,16 +45,18 @@ def start(run: str | Path, host: str, port: int) -> Any:
 def serve(run: str | Path, host: str, port: int, log: Callable[[str], None] = print) -> None:
     """Serve until Ctrl-C."""
     app = start(run, host, port)
-    if host in ("0.0.0.0", "::"):
-        log(f"s2ikit demo listening on every interface, port {port}")
-        log(
-            f"from your own computer: ssh -N -L {port}:localhost:{port} USER@THIS_MACHINE, then open http://localhost:{port}"
-        )
-    else:
-        shown = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
-        log(f"s2ikit demo: open http://{shown}:{port} in a browser")
-    log("Ctrl-C stops it")
+    # From here on a Ctrl-C closes the app wherever it lands, the printing of the address included: the server's
+    # threads are not daemons, so an interrupt that escaped before `close` would leave the process running.
     try:
+        if host in ("0.0.0.0", "::"):
+            log(f"s2ikit demo listening on every interface, port {port}")
+            log(
+                f"from your own computer: ssh -N -L {port}:localhost:{port} USER@THIS_MACHINE, then open http://localhost:{port}"
+            )
+        else:
+            shown = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
+            log(f"s2ikit demo: open http://{shown}:{port} in a browser")
+        log("Ctrl-C stops it")
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
