@@ -206,12 +206,22 @@ def handle(path):
     return None if path is None else handle_file(str(path))
 
 
+def as_from_a_terminal() -> None:
+    """In the child before exec: Ctrl-C delivered and not ignored, as a shell starts a command. The test process
+    itself may have SIGINT ignored or blocked by then (libraries run earlier in the suite touch it), and a child
+    inherits both, so a demo started from it would never see the signal."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @needs_gradio
 def test_the_command_prints_the_url_serves_the_page_and_stops_on_ctrl_c(gan_run):
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "s2ikit", "demo", str(gan_run), "--port", str(port)]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=as_from_a_terminal
+    )
     try:
         lines = []
         while not any("open http" in line for line in lines):
