@@ -208,7 +208,7 @@ def handle(path):
 
 def as_from_a_terminal() -> None:
     """In the child before exec: Ctrl-C delivered and not ignored, as a shell starts a command. The test process
-    itself may have SIGINT ignored or blocked by then (seen in the full suite; which earlier test does it is not known), and a child
+    itself may have SIGINT ignored or blocked by then (seen in the full suite, cause not found), and a child
     inherits both, so a demo started from it would never see the signal."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGINT, signal.SIG_DFL)
